@@ -1,0 +1,1 @@
+"""meshconform's pytest plugin (placeholder until the harness core lands)."""
