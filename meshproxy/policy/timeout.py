@@ -1,0 +1,42 @@
+"""The route deadline and each try's timeout inside it (Envoy router timeouts).
+
+Envoy: the route ``timeout`` is "an outer time limit for a request, including any retries", so it
+spans every try and every backoff; when it passes the client gets 504 and nothing is retried. A try's
+own limit is ``per_try_timeout`` cut to what is left of the route timeout (Envoy arms the per-try timer
+only when it is shorter than the remaining global one). A timeout of 0 disables it, as in Envoy.
+Defect ``ignore_timeout``: no route deadline at all (per-try timeouts still apply).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+class Deadline:
+    """The deadline of one request, started at ``now`` (monotonic seconds from the sidecar's clock)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, route_timeout: float | None, now: float, defects: Mapping[str, Any] = {}):
+        if route_timeout is None or route_timeout <= 0 or defects.get("ignore_timeout"):
+            self.at: float | None = None
+        else:
+            self.at = now + route_timeout
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left (0 once passed), or None without a route timeout."""
+        if self.at is None:
+            return None
+        return max(0.0, self.at - now)
+
+    def per_try(self, per_try_timeout: float | None, now: float) -> float | None:
+        """The timeout of a try starting at ``now``: min(per_try_timeout, remaining), None if neither."""
+        remaining = self.remaining(now)
+        if per_try_timeout is None or per_try_timeout <= 0:
+            return remaining
+        if remaining is None:
+            return per_try_timeout
+        return min(per_try_timeout, remaining)
+
+    def expired(self, now: float) -> bool:
+        return self.at is not None and now >= self.at
