@@ -1,0 +1,63 @@
+"""Evidence plot data → PNG data URIs (matplotlib's Agg canvas; no pyplot, no global state)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def plot_data_uri(plot: Mapping[str, Any]) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.2), dpi=90)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    _DRAW[plot["kind"]](ax, plot["data"])
+    ax.set_title(plot["title"], fontsize=10)
+    ax.set_xlabel(plot.get("xlabel", ""))
+    ax.set_ylabel(plot.get("ylabel", ""))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _series(data: Mapping[str, Any]) -> dict[str, list[float]]:
+    return dict(data["series"]) if "series" in data else {"": list(data["values"])}
+
+
+def _bar(ax, data) -> None:
+    x = np.arange(len(data["values"]))
+    values = np.asarray(data["values"], dtype=float)
+    err = None
+    if "low" in data and "high" in data:  # an interval per bar, e.g. Clopper-Pearson of a share
+        err = np.vstack([values - np.asarray(data["low"], float), np.asarray(data["high"], float) - values])
+    ax.bar(x, values, yerr=err, capsize=4, color="#4c78a8", label="observed")
+    if "expected" in data:
+        ax.scatter(x, data["expected"], color="#e45756", marker="_", s=600, zorder=3, label="expected")
+    ax.set_xticks(x, [str(label) for label in data["labels"]])
+
+
+def _hist(ax, data) -> None:
+    for name, values in _series(data).items():
+        ax.hist(values, bins=data.get("bins", 30), alpha=0.6, label=name or None)
+
+
+def _cdf(ax, data) -> None:
+    for name, values in _series(data).items():
+        xs = np.sort(np.asarray(values, dtype=float))
+        ax.step(xs, np.arange(1, len(xs) + 1) / max(len(xs), 1), where="post", label=name or None)
+
+
+def _line(ax, data) -> None:
+    for name, values in data["series"].items():
+        ax.plot(data["x"], values, marker="o", label=name)
+
+
+_DRAW = {"bar": _bar, "hist": _hist, "cdf": _cdf, "line": _line}
