@@ -1,0 +1,388 @@
+"""A whole reference mesh as local processes: one control plane, and per workload an echo and a sidecar.
+
+    mesh = LocalMesh(scenario)
+    state = mesh.start()          # everything up, the scenario in effect everywhere
+    mesh.apply(new_scenario)      # seconds until the new scenario is in effect
+    mesh.restart("sidecar", "backend-v1-0")
+    mesh.stop()                   # idempotent; also runs at interpreter exit
+
+Addresses, command lines, bootstrap and state formats are those of docs/architecture.md. Children
+cannot outlive the owner (see :mod:`meshproxy.runtime.procs`); :func:`meshproxy.runtime.sweep.sweep`
+removes leftovers of owners that were killed before the kernel could help.
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Mapping
+
+from fixtures.scenario import Scenario, Workload
+from meshproxy import defects as defects_module
+from meshproxy.runtime import layout as layout_module
+from meshproxy.runtime.procs import ManagedProcess, stop_all, wait_until
+
+COMPONENTS = ("controlplane", "sidecar", "echo")
+JOIN_TOKEN_TTL_S = 300
+
+
+class MeshStartError(RuntimeError):
+    """A component did not become ready; the message carries the tail of its log."""
+
+
+class LocalMesh:
+    def __init__(self, scenario: Scenario, *, state_dir: str | Path | None = None, run_id: str | None = None,
+                 defects: Mapping[str, Any] | None = None, block: str | None = None,
+                 python: str = sys.executable, log_dir: str | Path | None = None):
+        self.scenario = scenario
+        self.run_id = run_id or f"mc-{uuid.uuid4().hex[:12]}"
+        self._owns_state_dir = state_dir is None
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.defects = dict(defects or {})
+        self._defects_env = defects_module.encode(self.defects) if self.defects else None
+        self.block = layout_module.normalise_block(block) if block else None
+        self.python = python
+        self.admin_token = secrets.token_urlsafe(32)
+        self.layout: layout_module.Layout | None = None
+        self._controlplane: ManagedProcess | None = None
+        self._sidecars: dict[str, ManagedProcess] = {}
+        self._echoes: dict[str, ManagedProcess] = {}
+        self._client = None
+        self._lock = threading.RLock()
+        self._started = False
+
+    # -- paths -----------------------------------------------------------------------------------
+    @property
+    def bundle_path(self) -> Path:
+        return self.state_dir / "bundle.pem"
+
+    @property
+    def controlplane_url(self) -> str:
+        return f"https://{self.layout.controlplane}"
+
+    def _logs(self) -> Path:
+        return self.log_dir or self.state_dir / "logs"
+
+    def _work_dir(self, workload: str) -> Path:
+        return self.state_dir / "workloads" / workload
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Start every process and return the state once the scenario is in effect everywhere.
+
+        Raises MeshStartError (after stopping what it started) when a part is not ready in ``timeout`` s.
+        """
+        with self._lock:
+            if self._started:
+                raise RuntimeError("this LocalMesh is already started")
+            deadline = time.monotonic() + timeout
+            if self.state_dir is None:
+                self.state_dir = Path(tempfile.mkdtemp(prefix=f"meshconform-{self.run_id}-"))
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.state_dir, 0o700)
+            self.block = self.block or layout_module.random_block()
+            self.layout = layout_module.plan(self.scenario, self.block)
+            self._started = True
+            atexit.register(self.stop)
+            try:
+                self._start_controlplane(deadline)
+                self._client.put_scenario(self.scenario)
+                for workload in self.scenario.workloads():
+                    self._start_echo(workload)
+                    self._start_sidecar(workload)
+                for workload in self.scenario.workloads():
+                    self._wait_echo_ready(workload.name, deadline)
+                    self._wait_sidecar_ready(workload.name, deadline)
+                self._wait_in_effect(deadline)
+            except BaseException:
+                self.stop()
+                raise
+            return self.state
+
+    def apply(self, scenario: Scenario, timeout: float = 30.0) -> float:
+        """Put ``scenario`` and wait until every workload acked it; returns the seconds that took.
+
+        Only the policies and routes may change: a different set of workloads or trust domain needs a
+        new mesh (see :meth:`can_apply`).
+        """
+        if not self.can_apply(scenario):
+            raise ValueError("apply() cannot change the workloads or the trust domain; start a new mesh")
+        began = time.monotonic()
+        self._client.put_scenario(scenario)
+        self.scenario = scenario
+        self._wait_in_effect(began + timeout)
+        return time.monotonic() - began
+
+    def wait_in_effect(self, timeout: float = 30.0) -> float:
+        """Wait until every workload acked the current generation (e.g. after an endpoint override)."""
+        began = time.monotonic()
+        self._wait_in_effect(began + timeout)
+        return time.monotonic() - began
+
+    def can_apply(self, scenario: Scenario) -> bool:
+        """True when ``scenario`` runs on this mesh's processes (same workloads and trust domain)."""
+        return (scenario.trust_domain == self.scenario.trust_domain
+                and [w.model_dump() for w in scenario.workloads()]
+                == [w.model_dump() for w in self.scenario.workloads()])
+
+    def stop(self) -> None:
+        """SIGTERM every process group, SIGKILL after 3 s, remove a temporary state dir. Idempotent."""
+        with self._lock:
+            # the data plane first, so sidecars that deregister on SIGTERM still find the control plane
+            stop_all([*self._sidecars.values(), *self._echoes.values()], grace=3.0)
+            if self._controlplane:
+                stop_all([self._controlplane], grace=3.0)
+            self._sidecars.clear()
+            self._echoes.clear()
+            self._controlplane = None
+            if self._client is not None and hasattr(self._client, "close"):
+                self._client.close()
+            self._client = None
+            if self._owns_state_dir and self.state_dir and self.state_dir.exists():
+                shutil.rmtree(self.state_dir, ignore_errors=True)
+            self._started = False
+            atexit.unregister(self.stop)
+
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    def __enter__(self) -> "LocalMesh":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- chaos --------------------------------------------------------------------------------------
+    def process(self, component: str, workload: str | None = None) -> ManagedProcess:
+        if component == "controlplane":
+            proc = self._controlplane
+        elif component in ("sidecar", "echo"):
+            if workload is None:
+                raise ValueError(f"{component} needs a workload name")
+            table = self._sidecars if component == "sidecar" else self._echoes
+            proc = table.get(workload)
+            if proc is None:
+                raise KeyError(f"no workload {workload!r} (have {', '.join(sorted(table))})")
+        else:
+            raise ValueError(f"component must be one of {', '.join(COMPONENTS)}, not {component!r}")
+        if proc is None:
+            raise RuntimeError("the mesh is not started")
+        return proc
+
+    def kill(self, component: str, workload: str | None = None) -> None:
+        """SIGKILL a component's process group and reap it (it stays down until restart())."""
+        proc = self.process(component, workload)
+        proc.signal_group(signal.SIGKILL)
+        proc.popen.wait(timeout=5)
+
+    def pause(self, component: str, workload: str | None = None) -> None:
+        self.process(component, workload).signal_group(signal.SIGSTOP)
+
+    def resume(self, component: str, workload: str | None = None) -> None:
+        self.process(component, workload).signal_group(signal.SIGCONT)
+
+    def restart(self, component: str, workload: str | None = None, timeout: float = 30.0) -> float:
+        """Stop (gracefully if it still runs) and start a component; returns seconds until it is ready."""
+        with self._lock:
+            began = time.monotonic()
+            deadline = began + timeout
+            self.process(component, workload).stop()
+            if component == "controlplane":
+                self._start_controlplane(deadline)
+                self._wait_in_effect(deadline)  # every sidecar found it again and acked
+            elif component == "echo":
+                self._start_echo(self._workload(workload))
+                self._wait_echo_ready(workload, deadline)
+            else:
+                self._start_sidecar(self._workload(workload))
+                self._wait_sidecar_ready(workload, deadline)
+                self._wait_in_effect(deadline)
+            return time.monotonic() - began
+
+    # -- state --------------------------------------------------------------------------------------
+    @property
+    def state(self) -> dict[str, Any]:
+        """The state-file mapping of docs/architecture.md, plus ``owner_pid`` (this process)."""
+        if self.layout is None:
+            raise RuntimeError("the mesh is not started")
+        workloads = {}
+        for w in self.scenario.workloads():
+            addr = self.layout.workloads[w.name]
+            workloads[w.name] = {
+                "service": w.service, "namespace": w.namespace, "version": w.version, "instance": w.instance,
+                "spiffe_id": w.spiffe_id, "ip": addr.ip, "app": addr.app, "inbound": addr.inbound,
+                "outbound": addr.outbound, "admin": addr.admin, "echo_control": addr.echo_control,
+                "pids": {"sidecar": _pid(self._sidecars.get(w.name)), "echo": _pid(self._echoes.get(w.name))},
+            }
+        return {
+            "run_id": self.run_id, "owner_pid": os.getpid(), "trust_domain": self.scenario.trust_domain,
+            "state_dir": str(self.state_dir), "bundle": str(self.bundle_path),
+            "controlplane": {"url": self.controlplane_url, "admin_token": self.admin_token,
+                             "pid": _pid(self._controlplane)},
+            "workloads": workloads,
+        }
+
+    def write_state(self, path: str | Path) -> Path:
+        """Write the state as JSON, mode 0600 (it holds the admin token), atomically."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(self.state, out, indent=2)
+        os.replace(tmp, path)
+        return path
+
+    @property
+    def client(self):
+        """The admin ControlPlaneClient of this mesh."""
+        if self._client is None:
+            raise RuntimeError("the mesh is not started")
+        return self._client
+
+    # -- starting parts -------------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop(defects_module.ENV, None)
+        if self._defects_env:
+            env[defects_module.ENV] = self._defects_env
+        # children must import this checkout's packages whatever their working directory
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        return env
+
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        return ManagedProcess(name, argv, run_id=self.run_id, env=self._env(),
+                              log_path=self._logs() / f"{name}.log", cwd=str(self.state_dir)).start()
+
+    def _start_controlplane(self, deadline: float) -> None:
+        token_file = self.state_dir / "admin-token"
+        _write_private(token_file, self.admin_token)
+        argv = [self.python, "-m", "meshproxy.controlplane", "--listen", self.layout.controlplane,
+                "--state-dir", str(self.state_dir), "--trust-domain", self.scenario.trust_domain,
+                "--admin-token-file", str(token_file)]
+        proc = self._controlplane = self._spawn("controlplane", argv)
+        what = f"control plane on {self.layout.controlplane}"
+        self._wait(proc, what, deadline, self.bundle_path.exists)
+        if self._client is None:
+            from meshproxy.cpclient import ControlPlaneClient
+
+            self._client = ControlPlaneClient(self.controlplane_url, self.bundle_path,
+                                              admin_token=self.admin_token)
+        self._wait(proc, what, deadline, self._client_healthy)
+
+    def _client_healthy(self) -> bool:
+        try:
+            return bool(self._client.healthz())
+        except Exception:  # not listening yet
+            return False
+
+    def _start_echo(self, workload: Workload) -> None:
+        addr = self.layout.workloads[workload.name]
+        argv = [self.python, "-m", "fixtures.echo", "--listen", addr.app, "--control", addr.echo_control,
+                "--service", workload.service, "--version", workload.version,
+                "--instance", str(workload.instance)]
+        self._echoes[workload.name] = self._spawn(f"echo-{workload.name}", argv)
+
+    def _start_sidecar(self, workload: Workload) -> None:
+        addr = self.layout.workloads[workload.name]
+        work_dir = self._work_dir(workload.name)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(work_dir, 0o700)
+        token = self._client.create_join_token(workload.name, workload.spiffe_id, ttl_s=JOIN_TOKEN_TTL_S)
+        bootstrap = {
+            "workload": workload.name, "service": workload.service, "namespace": workload.namespace,
+            "version": workload.version, "instance": workload.instance, "spiffe_id": workload.spiffe_id,
+            "trust_domain": self.scenario.trust_domain, "ip": addr.ip,
+            "inbound_port": layout_module.INBOUND_PORT, "outbound_port": layout_module.OUTBOUND_PORT,
+            "admin_port": layout_module.ADMIN_PORT, "app": addr.app, "controlplane": self.controlplane_url,
+            "bundle": str(self.bundle_path), "join_token": token, "work_dir": str(work_dir),
+        }
+        path = work_dir / "bootstrap.json"
+        _write_private(path, json.dumps(bootstrap, indent=2))
+        argv = [self.python, "-m", "meshproxy.sidecar", "--bootstrap", str(path)]
+        self._sidecars[workload.name] = self._spawn(f"sidecar-{workload.name}", argv)
+
+    # -- waiting ------------------------------------------------------------------------------------------
+    def _wait(self, proc: ManagedProcess, what: str, deadline: float, ready) -> None:
+        def exited() -> str | None:
+            code = proc.exit_code()
+            return None if code is None else f"exited with code {code}"
+        try:
+            wait_until(ready, timeout=max(0.0, deadline - time.monotonic()), what=what, abort=exited)
+        except TimeoutError as exc:
+            raise MeshStartError(f"{exc}\n--- last lines of {proc.log_path} ---\n{proc.log_tail()}") from None
+
+    def _wait_echo_ready(self, name: str, deadline: float) -> None:
+        addr = self.layout.workloads[name]
+        self._wait(self._echoes[name], f"echo of {name} on {addr.echo_control}", deadline,
+                   lambda: _http_ok(addr.echo_control, "/healthz"))
+
+    def _wait_sidecar_ready(self, name: str, deadline: float) -> None:
+        addr = self.layout.workloads[name]
+        self._wait(self._sidecars[name], f"sidecar of {name} (admin {addr.admin}/ready)", deadline,
+                   lambda: _http_ok(addr.admin, "/ready"))
+
+    def _wait_in_effect(self, deadline: float) -> None:
+        expected = {w.name for w in self.scenario.workloads()}
+        try:
+            wait_until(lambda: expected <= set(self._client.status().get("workloads", {})),
+                       timeout=max(0.0, deadline - time.monotonic()), what="every workload registered")
+        except TimeoutError as exc:
+            raise MeshStartError(f"{exc}\nstatus: {self._status_or_error()}") from None
+        generation = self._client.status()["generation"]
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            self._client.wait_generation(generation, timeout=remaining)
+        except Exception as exc:
+            raise MeshStartError(f"generation {generation} not in effect everywhere within {remaining:.1f} s: "
+                                 f"{exc}\nstatus: {self._status_or_error()}") from None
+
+    def _status_or_error(self) -> str:
+        try:
+            return json.dumps(self._client.status())
+        except Exception as exc:
+            return f"(status unavailable: {exc})"
+
+    def _workload(self, name: str) -> Workload:
+        for w in self.scenario.workloads():
+            if w.name == name:
+                return w
+        raise KeyError(name)
+
+
+def _pid(proc: ManagedProcess | None) -> int | None:
+    return proc.pid if proc and proc.running() else None
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(path, 0o600)  # O_CREAT's mode does not apply to a file that already existed
+
+
+def _http_ok(hostport: str, path: str, timeout: float = 1.0) -> bool:
+    """True when a plain-HTTP GET answers 200 (used for readiness probes)."""
+    host, _, port = hostport.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
