@@ -1,0 +1,94 @@
+"""Configuration of one sidecar: an immutable ``Snapshot`` per generation, and applying new ones.
+
+Everything a request needs that does not depend on the request is computed once per generation here:
+the route table, the effective inbound mTLS mode, the authz set, endpoint lists per (service, version)
+and the per-destination state (kept across generations while a destination's policy is unchanged).
+The request path reads ``ConfigStore.current`` once and uses that snapshot to the end.
+
+Defects applied here: ``inbound_accepts_plaintext`` and ``plaintext_between_sidecars`` turn a STRICT
+inbound into PERMISSIVE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Mapping
+
+from fixtures.scenario import MtlsMode, Scenario, parse_scenario
+from meshproxy.policy.router import RouteTable
+from meshproxy.sidecar.destinations import Destination
+from meshproxy.sidecar.metrics import Metrics
+
+
+class Snapshot:
+    def __init__(self, generation: int, version: int, scenario: Scenario, endpoints: Mapping[str, Mapping],
+                 own_service: str, destinations: dict[str, Destination], defects: Mapping[str, Any]):
+        self.generation = generation
+        self.version = version
+        self.scenario = scenario
+        self.endpoints = dict(endpoints)
+        policy = scenario.policy(own_service) if own_service in {s.name for s in scenario.services} else None
+        mode = policy.mtls.mode if policy else MtlsMode.STRICT
+        if mode is MtlsMode.STRICT and (defects.get("inbound_accepts_plaintext")
+                                        or defects.get("plaintext_between_sidecars")):
+            mode = MtlsMode.PERMISSIVE
+        self.inbound_mode = mode
+        principals = policy.authz.allowed_principals if policy and policy.authz else None
+        if defects.get("ignore_authz"):
+            principals = None
+        self.allowed: frozenset[str] | None = None if principals is None else frozenset(principals)
+        self.routes = RouteTable(scenario, defects)
+        by_version: dict[tuple[str, str], list[str]] = {}
+        for name in sorted(endpoints):
+            ep = endpoints[name]
+            by_version.setdefault((ep["service"], ep["version"]), []).append(ep["address"])
+        self._by_version = by_version
+        self.destinations = destinations
+
+    def endpoints_of(self, service: str, version: str) -> list[str]:
+        return self._by_version.get((service, version), [])
+
+    def allows(self, peer_id: str | None) -> bool:
+        allowed = self.allowed
+        if allowed is None:
+            return True
+        return peer_id is not None and (peer_id in allowed or "*" in allowed)
+
+
+class ConfigStore:
+    """The current snapshot; ``apply`` builds the next one, reusing unchanged destination state."""
+
+    def __init__(self, own_service: str, metrics: Metrics, defects: Mapping[str, Any]):
+        self._own = own_service
+        self._metrics = metrics
+        self._defects = defects
+        self.current: Snapshot | None = None
+
+    def apply(self, generation: int, version: int, scenario: Scenario | Mapping,
+              endpoints: Mapping[str, Mapping]) -> Snapshot:
+        if not isinstance(scenario, Scenario):
+            scenario = parse_scenario(dict(scenario))
+        loop = asyncio.get_running_loop()
+        old = self.current.destinations if self.current else {}
+        destinations: dict[str, Destination] = {}
+        for service in scenario.services:
+            spiffe_id, policy = scenario.spiffe_id(service.name), scenario.policy(service.name)
+            kept = old.get(service.name)
+            if kept is not None and kept.same_as(spiffe_id, policy):
+                destinations[service.name] = kept
+            else:
+                destinations[service.name] = Destination(service.name, spiffe_id, policy, loop,
+                                                         self._metrics, self._defects)
+        for name, dest in old.items():
+            if destinations.get(name) is not dest:
+                dest.close()
+        snapshot = Snapshot(generation, version, scenario, endpoints, self._own, destinations, self._defects)
+        for name, dest in destinations.items():
+            dest.outlier.set_hosts([ep["address"] for ep in endpoints.values() if ep["service"] == name])
+        self.current = snapshot
+        return snapshot
+
+    def close(self) -> None:
+        if self.current:
+            for dest in self.current.destinations.values():
+                dest.close()

@@ -1,0 +1,103 @@
+"""Dynamic mode: the sidecar's conversation with the control plane.
+
+1. ``enroll``: a fresh P-256 key and CSR, ``POST /v1/sign`` with the one-time join token -> SVID.
+2. ``fetch_initial``: the current configuration (``GET /v1/config`` without waiting).
+3. ``register``: ``POST /v1/endpoints`` with the inbound address (after the listeners are up).
+4. ``watch``: long-poll ``/v1/config?after=G&wait=30`` forever, apply and ``POST /v1/ack`` each new
+   generation. The control plane being down changes nothing: the last configuration keeps serving and
+   the poll retries with backoff (0.2 s doubling to 5 s). A 409 (it restarted and forgot us) re-registers.
+5. ``renew`` (called by ``certs.Rotator`` at half-life): a new key, signed with the current SVID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+from meshproxy.ca import key_pem, new_key_and_csr
+from meshproxy.cpclient import AsyncControlPlaneClient, RegisterFirst
+from meshproxy.sidecar.bootstrap import Bootstrap
+from meshproxy.sidecar.certs import CertificateStore, Svid
+from meshproxy.sidecar.config import ConfigStore
+
+log = logging.getLogger(__name__)
+
+LONG_POLL_S = 30.0
+
+
+class ControlPlaneSession:
+    def __init__(self, boot: Bootstrap, certs: CertificateStore, config: ConfigStore):
+        self._boot = boot
+        self._certs = certs
+        self._config = config
+        self.client = AsyncControlPlaneClient(boot.controlplane, boot.bundle)
+
+    async def _sign(self, join_token: str | None) -> Svid:
+        key, csr = new_key_and_csr(self._boot.spiffe_id)
+        answer = await self.client.sign(csr, join_token=join_token)
+        chain = answer["certificate"] + "".join(answer.get("chain") or [])
+        svid = Svid.from_pem(chain.encode(), key_pem(key), answer["bundle"].encode())
+        if svid.spiffe_id != self._boot.spiffe_id:
+            raise ValueError(f"control plane issued {svid.spiffe_id}, expected {self._boot.spiffe_id}")
+        self.client.set_client_identity(svid.chain_pem, svid.key_pem)
+        return svid
+
+    async def enroll(self) -> None:
+        self._certs.install(await self._sign(self._boot.join_token))
+
+    async def renew(self) -> Svid:
+        return await self._sign(None)
+
+    async def fetch_initial(self) -> None:
+        answer = await self.client.config(self._boot.workload, after=-1, wait=0)
+        self._apply(answer)
+        # ack at once: the next long-poll only returns on a newer generation, so without this the
+        # control plane would not know this one is in effect until something else changed
+        await self.client.ack(self._boot.workload, answer["generation"], answer["version"])
+
+    async def register(self) -> None:
+        b = self._boot
+        await self.client.register(b.workload, service=b.service, namespace=b.namespace, version=b.version,
+                                   instance=b.instance, address=b.inbound_address)
+
+    async def deregister(self) -> None:
+        await self.client.deregister(self._boot.workload)
+
+    def _apply(self, answer: dict[str, Any]) -> None:
+        current = self._config.current
+        if current is not None and answer["generation"] == current.generation:
+            return
+        self._config.apply(answer["generation"], answer["version"], answer["scenario"], answer["endpoints"])
+        log.info("applied generation %s (scenario version %s)", answer["generation"], answer["version"])
+
+    async def watch(self, on_applied: Callable[[], None] = lambda: None) -> None:
+        backoff = 0.2
+        while True:
+            current = self._config.current
+            after = current.generation if current is not None else -1
+            try:
+                answer = await self.client.config(self._boot.workload, after=after, wait=LONG_POLL_S)
+                self._apply(answer)
+                await self.client.ack(self._boot.workload, answer["generation"], answer["version"])
+                on_applied()
+                backoff = 0.2
+            except asyncio.CancelledError:
+                raise
+            except RegisterFirst:
+                log.warning("control plane forgot this workload; registering again")
+                await self._retry_quietly(self.register)
+            except Exception as exc:
+                log.warning("config watch: %s; keeping generation %s, retrying in %.1f s", exc, after, backoff)
+                await asyncio.sleep(backoff)  # the retry schedule, not synchronisation
+                backoff = min(5.0, backoff * 2)
+
+    @staticmethod
+    async def _retry_quietly(call: Callable) -> None:
+        try:
+            await call()
+        except Exception as exc:
+            log.warning("%s failed: %s", getattr(call, "__name__", call), exc)
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,486 @@
+"""HTTP/1.1 messages on asyncio Protocols, parsed by httptools (llhttp): the hot path of the sidecar.
+
+- ``ServerConnection``: one downstream connection. Parses requests (keep-alive and pipelining), enforces
+  the bad-input limits of SPEC §6 and hands each complete request to a handler, one at a time in
+  arrival order. The handler answers at once or later through ``respond``; the rendered head and body
+  go out with one ``transport.write``.
+- ``ClientConnection``: one upstream connection. ``send(bytes, head_only, callback)`` calls back once
+  with the ``Response`` or an exception.
+
+Both sides are plain callbacks, no Task or Future per request: a warm request is handled inside the
+``data_received`` calls of its two sockets, as in a C proxy's event loop (a Task + Future pair costs
+about 5 µs and an extra loop iteration per hop). Handlers that must wait for something else (a new
+connection, a backoff) start a task of their own.
+
+Bodies are buffered (at most ``Limits.max_body_bytes``) and forwarded with Content-Length, so chunked
+framing never crosses the proxy. Header names are lowercased once at parse time; hop-by-hop headers
+(and whatever the caller adds to ``drop``) are removed there too, so forwarding is a join of bytes.
+
+llhttp already refuses the request-smuggling shapes (Content-Length with Transfer-Encoding, a
+Transfer-Encoding that is not exactly ``chunked`` last, duplicate or list Content-Length, whitespace
+before the colon, control characters in values); the parse error becomes 400 and a close. The checks in
+``on_header`` repeat the two most important ones so a lenient parser build cannot forward them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from http import HTTPStatus
+from typing import Any, Callable
+
+import httptools
+
+from meshproxy.sidecar.limits import ConnectionGate, Limits, Watchdog
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+    b"upgrade", b"content-length", b"expect", b"proxy-authenticate", b"proxy-authorization",
+})
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def reason_of(status: int) -> bytes:
+    return _REASONS.get(status, b"Unknown")
+
+
+def render_head(status: int, headers: bytes, body_len: int, reason: bytes | None = None) -> bytes:
+    """Status line, the pre-rendered header lines and Content-Length (no final blank line)."""
+    if status == 204 or status == 304:  # never a body, and RFC 9110 forbids Content-Length on 204
+        return b"HTTP/1.1 %d %s\r\n%s" % (status, reason or reason_of(status), headers)
+    return b"HTTP/1.1 %d %s\r\n%scontent-length: %d\r\n" % (
+        status, reason or reason_of(status), headers, body_len)
+
+
+def simple_reply(status: int, body: bytes = b"", extra: bytes = b"") -> tuple[bytes, bytes]:
+    """A response of the proxy's own: ``extra`` is rendered header lines, e.g. b"x-a: 1\\r\\n"."""
+    return render_head(status, b"content-type: text/plain\r\n" + extra, len(body)), body
+
+
+def header_block(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join([b"%s: %s\r\n" % hv for hv in headers])
+
+
+class Request:
+    __slots__ = ("method", "url", "headers", "host", "body", "keep_alive")
+
+    def __init__(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], host: bytes | None,
+                 body: bytes, keep_alive: bool):
+        self.method = method
+        self.url = url
+        self.headers = headers  # lowercase names, hop-by-hop removed
+        self.host = host
+        self.body = body
+        self.keep_alive = keep_alive
+
+    def path(self) -> str:
+        url = self.url
+        cut = url.find(b"?")
+        return (url if cut < 0 else url[:cut]).decode("latin-1")
+
+    def header(self, name: bytes) -> bytes | None:
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+
+class Response:
+    __slots__ = ("status", "reason", "headers", "body")
+
+    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], body: bytes):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+
+    def render(self, extra: bytes = b"") -> tuple[bytes, bytes]:
+        return render_head(self.status, header_block(self.headers) + extra, len(self.body),
+                           self.reason or None), self.body
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, body: bytes):
+        self.status = status
+        self.body = body
+
+
+Reply = tuple[bytes, bytes]
+# A handler answers at once (returns the Reply) or later (returns None, then calls conn.respond once).
+Handler = Callable[[Request, "ServerConnection"], "Reply | None"]
+
+_IDLE, _HEADERS, _BODY, _DONE = range(4)
+
+
+class ServerConnection(asyncio.Protocol):
+    """A downstream HTTP/1.1 connection (plain or TLS: the transport hides which)."""
+
+    def __init__(self, handler: Handler, limits: Limits, watchdog: Watchdog,
+                 drop: frozenset[bytes] = HOP_BY_HOP, gate: ConnectionGate | None = None,
+                 admitted: bool = True):
+        self._handler = handler
+        self._limits = limits
+        self._watchdog = watchdog
+        self._drop = drop
+        self._gate = gate  # the connection cap; ``admitted``: the listener has already counted us
+        self._admitted = admitted
+        self._current: Request | None = None
+        self.on_lost: Callable[[], None] | None = None  # set by a handler still working on a request
+        self.made = False
+        self._loop = asyncio.get_running_loop()
+        self._parser = httptools.HttpRequestParser(self)
+        self._queue: deque[Request | _Reject] = deque()
+        self._busy = False
+        self._state = _IDLE
+        self._began_in_feed = False
+        self._raw_header_bytes = 0
+        self.transport: asyncio.Transport | None = None
+        self.deadline = 0.0
+        self.peer_id: str | None = None  # set by the inbound listener after the TLS handshake
+        self.xfcc: bytes = b""  # rendered x-forwarded-client-cert line, per connection
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._body_len = 0
+        self._header_bytes = 0
+        self._host: bytes | None = None
+        self._connection_tokens: bytes | None = None
+        self._expect_continue = False
+        self._te: bytes | None = None
+        self._cl: bytes | None = None
+
+    # -- transport events -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.made = True
+        if not self._admitted and self._gate is not None:
+            self._admitted = self._gate.admit()
+            if not self._admitted:
+                self._parser = None
+                transport.abort()
+                return
+        self.deadline = self._loop.time() + self._limits.idle_timeout_s
+        self._watchdog.watched.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._watchdog.watched.discard(self)
+        self._parser = None
+        self.transport = None
+        if self._admitted and self.made and self._gate is not None:
+            self._gate.release()
+            self._admitted = False
+        self._current = None
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()  # the caller is gone: stop working (and holding an upstream) on its behalf
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:
+            return
+        self._began_in_feed = False
+        try:
+            parser.feed_data(data)
+        except _Reject as reject:
+            self._refuse(reject)
+            return
+        except httptools.HttpParserUpgrade:
+            self._refuse(_Reject(400, b"protocol upgrade is not supported"))
+            return
+        except httptools.HttpParserError as exc:
+            # llhttp wraps what a callback raised (our 413/431) in HttpParserCallbackError
+            reject = exc.__context__ if isinstance(exc.__context__, _Reject) else None
+            self._refuse(reject or _Reject(400, f"bad request: {exc}".encode()))
+            return
+        if self._state == _HEADERS:
+            # on_header sees a header only once the next one starts: count raw bytes for the rest
+            self._raw_header_bytes = len(data) if self._began_in_feed else self._raw_header_bytes + len(data)
+            if self._raw_header_bytes > self._limits.max_header_bytes + 2:
+                self._refuse(_Reject(431, b"request headers too large"))
+
+    def eof_received(self) -> bool:
+        return False  # a half-closed client gets no further answers; close once we are done
+
+    def on_deadline(self) -> None:
+        if self._state in (_HEADERS, _BODY) and self.transport is not None:
+            self._refuse(_Reject(408, b"request timeout"))
+        elif not self._busy and self.transport is not None:
+            self.transport.close()  # idle keep-alive connection: close quietly
+
+    # -- parser callbacks ---------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._state = _HEADERS
+        self._began_in_feed = True
+        self.deadline = self._loop.time() + self._limits.header_timeout_s
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        headers = self._headers
+        if len(headers) >= self._limits.max_headers or self._header_bytes > self._limits.max_header_bytes:
+            raise _Reject(431, b"request headers too large or too many")
+        name = name.lower()
+        if name in self._drop:
+            if name == b"content-length":
+                if self._cl is not None or self._te is not None:
+                    raise _Reject(400, b"conflicting message length")
+                self._cl = value
+            elif name == b"transfer-encoding":
+                if self._cl is not None or self._te is not None or value.strip().lower() != b"chunked":
+                    raise _Reject(400, b"unsupported transfer-encoding")
+                self._te = value
+            elif name == b"connection":
+                self._connection_tokens = value.lower()
+            elif name == b"expect":
+                self._expect_continue = value.lower() == b"100-continue"
+            return
+        if name == b"host":
+            self._host = value
+        headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._state = _BODY
+        self.deadline = self._loop.time() + self._limits.body_timeout_s
+        if self._cl is not None and int(self._cl) > self._limits.max_body_bytes:
+            raise _Reject(413, b"request body too large")
+        tokens = self._connection_tokens
+        if tokens and tokens not in (b"keep-alive", b"close"):
+            # headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1)
+            named = {t.strip() for t in tokens.split(b",")}
+            self._headers = [(n, v) for n, v in self._headers if n not in named]
+        if self._expect_continue and self.transport is not None:
+            self.transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_len += len(body)
+        if self._body_len > self._limits.max_body_bytes:
+            raise _Reject(413, b"request body too large")
+        self._body.append(body)
+        self.deadline = self._loop.time() + self._limits.body_timeout_s
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        body = self._body
+        request = Request(parser.get_method(), self._url, self._headers, self._host,
+                          body[0] if len(body) == 1 else b"".join(body), parser.should_keep_alive())
+        self._reset_message()
+        self._state = _DONE
+        self.deadline = 0.0
+        if self._busy:
+            self._queue.append(request)  # pipelined: answered in order once the current one is done
+        else:
+            self._dispatch(request)
+
+    # -- answering ----------------------------------------------------------------------------------
+    def _dispatch(self, request: Request) -> None:
+        self._busy = True
+        self._current = request
+        try:
+            reply = self._handler(request, self)
+        except Exception:
+            log.exception("handler failed")
+            reply = simple_reply(500, b"internal proxy error")
+        if reply is not None:
+            self.respond(reply)
+
+    def respond(self, reply: Reply) -> None:
+        """Write the answer to the current request (now, or later from a callback or a task)."""
+        request, self._current = self._current, None
+        self.on_lost = None
+        transport = self.transport
+        if request is None or transport is None or transport.is_closing():
+            return
+        head, body = reply
+        if request.keep_alive and self._parser is not None:
+            if len(body) < 65536:
+                transport.write(head + b"\r\n" + body)
+            else:
+                transport.writelines((head, b"\r\n", body))
+        else:
+            transport.writelines((head, b"connection: close\r\n\r\n", body))
+            transport.close()
+            return
+        self._busy = False
+        if self._queue:
+            item = self._queue.popleft()
+            if isinstance(item, _Reject):
+                self._write_refusal(item)
+            else:
+                self._dispatch(item)
+        elif self._state == _DONE and self._parser is not None:
+            self._state = _IDLE
+            self.deadline = self._loop.time() + self._limits.idle_timeout_s
+
+    def _refuse(self, reject: _Reject) -> None:
+        """Answer a bad request after any in-flight ones, then close; parse nothing more."""
+        self._parser = None
+        self._state = _DONE
+        if self._busy:
+            self._queue.append(reject)
+        else:
+            self._write_refusal(reject)
+
+    def _write_refusal(self, reject: _Reject) -> None:
+        head, body = simple_reply(reject.status, reject.body)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(head + b"connection: close\r\n\r\n" + body)
+            self.transport.close()
+
+
+class UpstreamReset(ConnectionError):
+    """The upstream closed or reset the connection before a complete response."""
+
+
+class UpstreamProtocolError(ConnectionError):
+    """The upstream sent something that is not HTTP/1.1, or a body over the limit."""
+
+
+class ClientConnection(asyncio.Protocol):
+    """An upstream HTTP/1.1 connection, used for one request at a time (the pool keeps it alive)."""
+
+    def __init__(self, max_body_bytes: int, on_lost: Callable[["ClientConnection"], None] | None = None):
+        self._loop = asyncio.get_running_loop()
+        self._max_body = max_body_bytes
+        self._on_lost = on_lost
+        self._parser = httptools.HttpResponseParser(self)
+        self._callback: Callable[[Any], None] | None = None
+        self._head_only = False
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reusable = False
+        self.idle_since = 0.0
+        self.key: object = None
+        self.owner: object = None  # whoever counts this connection (the destination's breaker slots)
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._body_len = 0
+        self._status = 0
+        self._in_body = False
+        self._has_length = False
+
+    def send(self, data: bytes, head_only: bool, callback: Callable[[Any], None]) -> None:
+        """Write one request; ``callback`` gets the Response, or UpstreamReset / UpstreamProtocolError."""
+        self._callback = callback
+        self._head_only = head_only
+        self.reusable = False
+        self.transport.write(data)
+
+    def send_and_wait(self, data: bytes, head_only: bool = False) -> asyncio.Future:
+        """``send`` for coroutines: a future of the Response (or the exception)."""
+        fut = self._loop.create_future()
+
+        def done(result: Any) -> None:
+            if fut.done():
+                return
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+        self.send(data, head_only, done)
+        return fut
+
+    def abandon(self) -> None:
+        """Forget the request in flight (timeout, caller gone) and close: the answer would be stale."""
+        self._callback = None
+        self.abort()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _deliver(self, result: Any) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback(result)
+
+    # -- transport events -----------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        if self._callback is not None:
+            if self._in_body and not self._has_length:
+                self._finish()  # a body delimited by the close (no length, not chunked)
+            else:
+                self._deliver(UpstreamReset(str(exc) if exc else "connection closed"))
+        if self._on_lost is not None:
+            self._on_lost(self)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        if self._callback is None:
+            self.abort()  # bytes nobody asked for: the connection cannot be trusted any more
+            return
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, UpstreamProtocolError) as exc:
+            self._fail(UpstreamProtocolError(str(exc.__context__ or exc)))
+
+    def _fail(self, exc: Exception) -> None:
+        self.abort()
+        self._deliver(exc)
+
+    # -- parser callbacks -----------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._callback is None:
+            raise UpstreamProtocolError("a response nobody asked for")
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in HOP_BY_HOP:
+            if name == b"content-length" or name == b"transfer-encoding":
+                self._has_length = True
+            return
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        self._in_body = True
+        if self._head_only and self._status >= 200:
+            # llhttp cannot know a HEAD response has no body: finish here, and do not reuse
+            self.abort()
+            self._finish()
+
+    def on_body(self, body: bytes) -> None:
+        self._body_len += len(body)
+        if self._body_len > self._max_body:
+            raise UpstreamProtocolError("response body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self._status < 200 and self._status != 101:
+            self._reset_message()  # interim response (100 Continue): the real one follows
+            return
+        if self._callback is not None:
+            self.reusable = not self.closed and self._parser.should_keep_alive()
+            self._finish()
+
+    def _finish(self) -> None:
+        body = self._body
+        response = Response(self._status, self._reason, self._headers,
+                            body[0] if len(body) == 1 else b"".join(body))
+        self._reset_message()
+        self._deliver(response)

@@ -1,0 +1,119 @@
+"""Upstream keep-alive pool: idle HTTP/1.1 connections per (endpoint, expected peer identity).
+
+``take_idle`` is synchronous (a list pop), so a warm request never awaits to get a connection. Idle
+connections are reused most-recent-first and dropped after ``Limits.pool_idle_s`` (30 s) unused. A
+connection that belongs to a destination counts against its breaker's ``max_connections`` from the
+moment it is being opened until it is closed; a free slot or a released connection goes to the oldest
+request waiting for one (``Destination.waiters``).
+
+A TLS connection is accepted only if the server's SPIFFE ID is the one expected for the destination;
+otherwise it is closed and the try fails as a connect failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Hashable
+
+from meshproxy.sidecar import tls
+from meshproxy.sidecar.destinations import Destination
+from meshproxy.sidecar.http1 import ClientConnection
+from meshproxy.sidecar.limits import Limits
+from meshproxy.sidecar.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class ConnectFailure(ConnectionError):
+    """The upstream could not be reached, the handshake failed, or it is not who it should be."""
+
+
+class UpstreamPool:
+    def __init__(self, limits: Limits, metrics: Metrics):
+        self._loop = asyncio.get_running_loop()
+        self._limits = limits
+        self._metrics = metrics
+        self._idle: dict[Hashable, list[ClientConnection]] = {}
+
+    def take_idle(self, key: Hashable) -> ClientConnection | None:
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        oldest_allowed = self._loop.time() - self._limits.pool_idle_s
+        while idle:
+            conn = idle.pop()
+            if conn.closed:
+                continue
+            if conn.idle_since >= oldest_allowed:
+                return conn
+            conn.abort()
+        return None
+
+    async def open(self, key: Hashable, host: str, port: int, ssl_ctx: ssl.SSLContext | None,
+                   expected_id: str | None, owner: Destination | None, timeout: float | None) -> ClientConnection:
+        """A new connection. The caller has checked ``owner.breaker.may_open_connection()``."""
+        conn = ClientConnection(self._limits.max_body_bytes, self._on_lost)
+        conn.key = key
+        conn.owner = owner
+        if owner is not None:
+            owner.breaker.connection_opened()  # reserve the slot before awaiting, so opens cannot race past it
+        connect_timeout = self._limits.connect_timeout_s if timeout is None else min(timeout, self._limits.connect_timeout_s)
+        try:
+            await asyncio.wait_for(self._loop.create_connection(
+                lambda: conn, host, port, ssl=ssl_ctx,
+                ssl_handshake_timeout=connect_timeout if ssl_ctx else None), connect_timeout)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+            if isinstance(exc, ssl.SSLError):
+                self._metrics.tls_handshake_failures += 1
+            if conn.transport is None:  # connection_lost will not come: free the slot here
+                conn.owner = None
+                self._free_slot(owner)
+            conn.abort()
+            raise ConnectFailure(f"{host}:{port}: {exc or type(exc).__name__}") from None
+        self._metrics.upstream_connections_opened += 1
+        if ssl_ctx is not None and tls.peer_spiffe_id(conn.transport) != expected_id:
+            self._metrics.tls_handshake_failures += 1
+            conn.abort()
+            raise ConnectFailure(f"{host}:{port} is not {expected_id} "
+                                 f"(presented {tls.peer_spiffe_id(conn.transport)})")
+        return conn
+
+    def release(self, conn: ClientConnection) -> None:
+        """Return a connection after its response; reused if both sides keep it alive."""
+        if conn.closed or not conn.reusable:
+            conn.abort()
+            return
+        owner = conn.owner
+        if owner is not None and owner.waiters:
+            key, fut = owner.waiters[0]
+            if key == conn.key and not fut.done():
+                owner.waiters.popleft()
+                fut.set_result(conn)
+                return
+            conn.abort()  # frees the slot; _on_lost wakes the oldest waiter to open its own
+            return
+        conn.idle_since = self._loop.time()
+        self._idle.setdefault(conn.key, []).append(conn)
+
+    def _on_lost(self, conn: ClientConnection) -> None:
+        owner, conn.owner = conn.owner, None
+        self._free_slot(owner)
+
+    @staticmethod
+    def _free_slot(owner: Destination | None) -> None:
+        if owner is None:
+            return
+        owner.breaker.connection_closed()
+        while owner.waiters:
+            _, fut = owner.waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # None: the slot is free, open a connection in it
+                return
+
+    def close_all(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.abort()
+        self._idle.clear()
