@@ -130,13 +130,13 @@ class ReferenceAdapter:
 
     # -- MeshCertificates ----------------------------------------------------------------------------
     def issue_certificate(self, spiffe_id: str, *, not_before, not_after) -> tuple[bytes, bytes]:
-        """A certificate from the mesh CA itself (the operator holds the CA key), with these times."""
-        from meshproxy import ca as ca_module
+        """A certificate signed by the mesh CA itself (the operator holds the CA key), with these times
+        and any SPIFFE ID, foreign trust domains included: negative tests need what the CA's own API
+        rightly refuses to issue."""
+        from fixtures.certs import make_svid
 
-        key, _ = ca_module.new_key_and_csr()
-        cert = self._authority().issue_svid(spiffe_id, key.public_key(), ttl=1.0,
-                                            not_before=not_before, not_after=not_after)
-        return ca_module.cert_pem(cert), ca_module.key_pem(key)
+        authority = self._authority()
+        return make_svid(authority.cert, authority.key, spiffe_id, not_before=not_before, not_after=not_after)
 
     def workload_certificate(self, workload: str) -> bytes:
         """The leaf the workload's inbound presents, read from a TLS handshake with a harness SVID."""
