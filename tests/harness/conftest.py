@@ -9,4 +9,3 @@ for _kind, _data in [("bar", {"labels": ["a"], "values": [1], "low": [0.5], "hig
                      ("line", {"x": [1, 2], "series": {"a": [1, 2]}})]:
     plot_data_uri({"title": "warm-up", "kind": _kind, "data": _data})
 
-pytest_plugins = ["pytester"]
