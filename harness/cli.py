@@ -3,6 +3,7 @@
     meshconform up [--scenario FILE] [--state FILE] [--defects JSON]   # foreground until Ctrl-C / SIGTERM
     meshconform down [--state FILE]                                    # stop a mesh started elsewhere
     meshconform sweep [--run-id ID]                                    # kill leftovers of dead runs
+    meshconform compare REPORT... [--markdown FILE]                    # reports side by side
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad input (scenario, defects, state file).
 """
@@ -52,7 +53,26 @@ def _parser() -> argparse.ArgumentParser:
     sweep = sub.add_parser("sweep", help="kill processes left behind by runs whose owner is gone")
     sweep.add_argument("--run-id", help="only this run (default: every run)")
     sweep.set_defaults(run=_sweep)
+    compare = sub.add_parser("compare", help="render several conformance reports side by side (features × meshes)")
+    compare.add_argument("reports", nargs="+", type=Path, metavar="REPORT", help="conformance-<mesh>.yaml files")
+    compare.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as Markdown")
+    compare.set_defaults(run=_compare)
     return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from harness.compare import compare, load_report, render_markdown, render_table
+
+    try:
+        comparison = compare([load_report(p) for p in args.reports])
+    except (OSError, ValueError, KeyError) as exc:
+        errors.print(f"compare: {exc}", markup=False)
+        return 2
+    console.print(render_table(comparison))
+    if args.markdown:
+        args.markdown.write_text(render_markdown(comparison))
+        console.print(f"markdown: {args.markdown}")
+    return 0
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -1,0 +1,165 @@
+"""HAProxy (2.6) as the sidecar of every workload: ``--mesh=haproxy``.
+
+One ``haproxy -W`` (master-worker) process per workload serves the inbound (mTLS per policy, authz,
+x-forwarded-client-cert) and the outbound (destination by Host, first-match routes with header/path
+matches, weighted servers, retries, timeouts, fault abort). Config: templates/haproxy.cfg.j2, rendered
+from :mod:`harness.adapters.thirdparty.topology`. A scenario change is a soft reload (SIGUSR2 to the
+master) and is in effect once the admin port reports the new generation and the old worker is gone.
+Certificates rotate without reload through the runtime API (``set ssl cert`` + ``commit ssl cert``).
+
+How HAProxy expresses the identity checks: 2.6 has no fetch for a client certificate's URI SAN, so the
+config matches the DER (``ssl_c_der,hex``) against the exact bytes of a URI SAN entry (see
+thirdparty/san_patterns.py); XFCC therefore names a caller only among the scenario's SPIFFE IDs.
+Towards a destination, ``verifyhost`` checks the server's CN ``<service>.<ns>.svc`` (see
+thirdparty/identity.py), not its URI SAN, which HAProxy cannot check before sending the request.
+What it cannot express is declared in UNSUPPORTED below; what it expresses differently makes the
+checks fail and say how (e.g. ``retry-on`` names only 401/403/404/408/425/500-504, so a retry on 409
+is dropped; ``timeout server`` is per try and nothing bounds all tries together).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+import jinja2
+
+from harness.adapters.base import Implementation
+from harness.adapters.thirdparty.adapter import ThirdPartyAdapter, command_output
+from harness.adapters.thirdparty.runtime import run_check
+from harness.adapters.thirdparty.san_patterns import hex_pattern, uri_prefix_bytes, uri_san_bytes
+from harness.adapters.thirdparty.topology import HeaderCondition, ProxyView, RouteView, with_weights_capped
+from harness.features import Feature
+from meshproxy.runtime.procs import ManagedProcess
+
+MAX_WEIGHT = 256  # HAProxy server weights are 0..256
+RETRIABLE_STATUSES = {401, 403, 404, 408, 425, 500, 501, 502, 503, 504}  # what retry-on can name
+_RETRY_ON = {
+    # Envoy's 5xx also retries when the upstream did not answer at all (reset, connect failure)
+    "5xx": ["500", "501", "502", "503", "504", "conn-failure", "empty-response"],
+    "gateway-error": ["502", "503", "504"],
+    "reset": ["empty-response"],
+    "connect-failure": ["conn-failure"],
+}
+
+UNSUPPORTED: dict[Feature, str] = {
+    Feature.RETRY_BACKOFF: "HAProxy retries at once (no backoff or jitter between tries)",
+    Feature.FAULT_INJECTION_DELAY: "HAProxy has no built-in action that delays a share of requests "
+                                   "(only Lua scripting, which the adapter does not ship)",
+    Feature.CIRCUIT_BREAKING: "not rendered yet: HAProxy's per-server maxconn/maxqueue answer overflow with its "
+                              "own 503 page, without Envoy's x-envoy-overloaded marker",
+    Feature.OUTLIER_DETECTION: "HAProxy's observe layer7/on-error mark-down brings a server back only via active "
+                               "health checks: no base_ejection_time, no max_ejection_percent",
+    Feature.HEALTH_CHECK_PASSIVE: "same limit as outlier detection: HAProxy has no timed passive ejection",
+    Feature.CHAOS_UPSTREAM_KILL: "the haproxy adapter does not implement ProcessControl yet",
+    Feature.CHAOS_SIDECAR_RESTART: "the haproxy adapter does not implement ProcessControl yet",
+    Feature.CHAOS_CONTROL_PLANE_KILL: "HAProxy has no control plane: configuration is a file the adapter renders",
+    Feature.CHAOS_PARTITION: "not wired yet (a disabled fault proxy on the hop would do it)",
+    Feature.LATENCY_OVERHEAD: "no performance suite runs against third-party adapters yet",
+    Feature.THROUGHPUT: "no performance suite runs against third-party adapters yet",
+    Feature.RESOURCE_USE: "the haproxy adapter does not measure proxy CPU and memory yet",
+    Feature.CONFIG_PROPAGATION: "no check for it yet; apply() returns the measured reload time",
+    Feature.METRICS: "the haproxy adapter does not implement MeshStats (HAProxy's stats socket would)",
+    Feature.TRACING: "HAProxy does not add or propagate trace headers by itself",
+    Feature.ACCESS_LOGS: "the adapter configures no access log",
+    Feature.SERVICE_GRAPH: "HAProxy exports no service-graph telemetry",
+}
+
+
+def header_condition(h: HeaderCondition) -> str:
+    fetch = f"req.hdr({h.name})"
+    if h.kind == "present":
+        return f"{{ req.hdr_cnt({h.name}) gt 0 }}"
+    match = {"exact": "str", "prefix": "beg", "regex": "reg"}[h.kind]
+    return f"{{ {fetch} -m {match} {_quote(h.value or '')} }}"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def retry_conditions(route: RouteView) -> str:
+    """HAProxy's retry-on keywords for the route's Envoy conditions; codes it cannot name are dropped."""
+    words: list[str] = []
+    for condition in route.retry_on:
+        words += _RETRY_ON.get(condition, [])
+    words += [str(c) for c in route.retry_codes if c in RETRIABLE_STATUSES]
+    if route.per_try_timeout_ms:
+        words.append("response-timeout")
+    return " ".join(dict.fromkeys(words)) or "none"
+
+
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                          trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+                          keep_trailing_newline=True)
+
+
+def render_haproxy(view: ProxyView) -> str:
+    view = with_weights_capped(view, MAX_WEIGHT)
+    allowed = view.allowed_principals or ()
+    allowed_patterns = ([hex_pattern(uri_prefix_bytes(f"spiffe://{view.trust_domain}/"))] if "*" in allowed
+                        else [hex_pattern(uri_san_bytes(p)) for p in allowed])
+    return _ENV.get_template("haproxy.cfg.j2").render(
+        v=view, header_condition=header_condition, retry_conditions=retry_conditions,
+        trust_domain_pattern=hex_pattern(uri_prefix_bytes(f"spiffe://{view.trust_domain}/")),
+        principal_patterns=[(p, hex_pattern(uri_san_bytes(p))) for p in view.known_principals],
+        allowed_patterns=allowed_patterns or ["^$NEVER"])
+
+
+class HaproxyFlavor:
+    name = "haproxy"
+    config_name = "haproxy.cfg"
+
+    def render(self, view: ProxyView) -> str:
+        return render_haproxy(view)
+
+    def argv(self, binary: str, config: Path) -> list[str]:
+        return [binary, "-W", "-db", "-f", str(config)]
+
+    def reload(self, proc: ManagedProcess, binary: str, config: Path) -> None:
+        # the master re-reads the file, starts new workers and soft-stops the old ones
+        proc.popen.send_signal(signal.SIGUSR2)
+
+    def certificate_renewed(self, view: ProxyView) -> None:
+        pem = Path(view.svid_path).read_text()
+        _runtime_api(Path(view.work_dir) / "admin.sock",
+                     f"set ssl cert {view.svid_path} <<\n{pem.strip()}\n\n")
+        _runtime_api(Path(view.work_dir) / "admin.sock", f"commit ssl cert {view.svid_path}\n")
+
+    def check(self, binary: str, config: Path) -> None:
+        run_check([binary, "-c", "-q", "-f", str(config)])
+
+
+def _runtime_api(sock_path: Path, command: str) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(sock_path))
+        sock.sendall(command.encode())
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks).decode(errors="replace")
+    if "error" in answer.lower() or "unable" in answer.lower():
+        raise RuntimeError(f"HAProxy runtime API {command.split(chr(10))[0]!r}: {answer.strip()}")
+    return answer
+
+
+class HaproxyAdapter(ThirdPartyAdapter):
+    name = "haproxy"
+    binary_name = "haproxy"
+    UNSUPPORTED = UNSUPPORTED
+    attempt_count_header = None  # HAProxy does not tell the upstream which try it is
+
+    def flavor(self) -> HaproxyFlavor:
+        return HaproxyFlavor()
+
+    def implementation(self) -> Implementation:
+        version = "unknown"
+        try:
+            first = command_output([self.binary(), "-v"]).splitlines()[0]
+            version = first.split()[2]
+        except (RuntimeError, IndexError, OSError):
+            pass
+        return Implementation(organization="HAProxy Technologies", project="HAProxy (meshconform sidecar adapter)",
+                              url="https://www.haproxy.org/", version=version)

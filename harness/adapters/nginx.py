@@ -1,0 +1,176 @@
+"""nginx (1.22 open source, Debian's nginx-light) as the sidecar of every workload: ``--mesh=nginx``.
+
+One nginx master (``daemon off``) per workload serves the inbound (mTLS per policy, authz, XFCC) and
+the outbound (destination by Host, first-match routes, weighted upstreams, retries with
+``proxy_next_upstream``, timeouts, fault abort with ``split_clients``). Config: templates/nginx.conf.j2.
+A scenario change is ``SIGHUP`` (graceful reload), in effect once the admin port reports the new
+generation and every old worker has exited. Certificates rotate without reload: the SVID path is a
+variable, so nginx reads the file on every handshake.
+
+How nginx expresses what it has no directive for:
+- the caller's URI SAN: nginx 1.22 has no variable for it, so ``map`` matches the PEM of the verified
+  client certificate against the exact bytes of a URI SAN entry (thirdparty/san_patterns.py);
+- PERMISSIVE: a plaintext request on the TLS port is nginx's error 497, handled as a plain request;
+- a retry to the same endpoint: ``proxy_next_upstream`` only moves to *another* server of the
+  upstream, so each server is listed attempts+1 times (max_fails=0, so copies do not eject each other);
+- server identity: ``proxy_ssl_name`` checks the destination's CN ``<service>.<ns>.svc`` (OpenSSL's CN
+  fallback; the SVID has no DNS SAN), not its URI SAN.
+Differences the checks will show: ``proxy_next_upstream`` names only 403/404/429/500/502/503/504 (no
+409, no 501), and ``error`` cannot tell a reset from a connect failure; the route timeout bounds when
+a new try may start (``proxy_next_upstream_timeout``), not a try in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+import jinja2
+
+from harness.adapters.base import Implementation
+from harness.adapters.thirdparty.adapter import ThirdPartyAdapter, command_output
+from harness.adapters.thirdparty.runtime import run_check
+from harness.adapters.thirdparty.san_patterns import pem_pattern, uri_prefix_bytes, uri_san_bytes
+from harness.adapters.thirdparty.topology import DestinationView, HeaderCondition, ProxyView, RouteView, \
+    with_weights_capped
+from harness.features import Feature
+from meshproxy.runtime.procs import ManagedProcess
+
+NEXT_UPSTREAM_STATUSES = {403, 404, 429, 500, 502, 503, 504}  # what proxy_next_upstream can name
+_NEXT_UPSTREAM = {
+    "5xx": ["error", "timeout", "http_500", "http_502", "http_503", "http_504"],
+    "gateway-error": ["http_502", "http_503", "http_504"],
+    "reset": ["error"],
+    "connect-failure": ["error"],
+}
+
+UNSUPPORTED: dict[Feature, str] = {
+    Feature.RETRY_BACKOFF: "nginx open source has no retry backoff: proxy_next_upstream tries the next server at once",
+    Feature.FAULT_INJECTION_DELAY: "nginx open source has no action that delays a share of requests",
+    Feature.HEALTH_CHECK_ACTIVE: "active health checks (health_check) are nginx Plus only",
+    Feature.CIRCUIT_BREAKING: "nginx open source has no request queue per upstream (queue is nginx Plus); "
+                              "max_conns alone is not rendered",
+    Feature.OUTLIER_DETECTION: "not rendered: max_fails/fail_timeout counts failures in a window (not consecutive "
+                               "5xx) and has no max_ejection_percent",
+    Feature.HEALTH_CHECK_PASSIVE: "not rendered (max_fails/fail_timeout, see OutlierDetection)",
+    Feature.LB_RING_HASH: "no check for it yet against nginx (hash ... consistent is rendered)",
+    Feature.CHAOS_UPSTREAM_KILL: "the nginx adapter does not implement ProcessControl yet",
+    Feature.CHAOS_SIDECAR_RESTART: "the nginx adapter does not implement ProcessControl yet",
+    Feature.CHAOS_CONTROL_PLANE_KILL: "nginx has no control plane: configuration is a file the adapter renders",
+    Feature.CHAOS_PARTITION: "not wired yet (a disabled fault proxy on the hop would do it)",
+    Feature.LATENCY_OVERHEAD: "no performance suite runs against third-party adapters yet",
+    Feature.THROUGHPUT: "no performance suite runs against third-party adapters yet",
+    Feature.RESOURCE_USE: "the nginx adapter does not measure proxy CPU and memory yet",
+    Feature.CONFIG_PROPAGATION: "no check for it yet; apply() returns the measured reload time",
+    Feature.METRICS: "nginx open source has only stub_status (no per-upstream counters); no MeshStats",
+    Feature.TRACING: "nginx does not add or propagate trace headers by itself",
+    Feature.ACCESS_LOGS: "the adapter configures no access log",
+    Feature.SERVICE_GRAPH: "nginx exports no service-graph telemetry",
+}
+
+
+def _field(h: HeaderCondition | None) -> str:
+    if h is None:
+        return "[^|]*"
+    if h.kind == "exact":
+        return re.escape(h.value or "")
+    if h.kind == "prefix":
+        return re.escape(h.value or "") + "[^|]*"
+    if h.kind == "regex":
+        return f"(?:{h.value})"
+    return "[^|]+"  # present: nginx cannot tell an empty header from an absent one
+
+
+def match_headers(view: ProxyView) -> list[str]:
+    return sorted({h.name for d in view.destinations for r in d.routes for h in r.headers})
+
+
+def route_regex(view: ProxyView, d: DestinationView, r: RouteView) -> str:
+    """Regex over "dest|h1|h2...|request URI" for route ``r``; header names in match_headers order."""
+    conditions = {h.name: h for h in r.headers}
+    fields = "".join(r"\|" + _field(conditions.get(name)) for name in match_headers(view))
+    return "^" + re.escape(d.service) + fields + r"\|" + re.escape(r.path_prefix)
+
+
+def next_upstream(route: RouteView) -> str:
+    words: list[str] = []
+    for condition in route.retry_on:
+        words += _NEXT_UPSTREAM.get(condition, [])
+    words += [f"http_{c}" for c in route.retry_codes if c in NEXT_UPSTREAM_STATUSES]
+    if route.per_try_timeout_ms:
+        words.append("timeout")
+    words.append("non_idempotent")  # Envoy retries any method
+    return " ".join(dict.fromkeys(words))
+
+
+def percent(per_million: int) -> str:
+    return f"{per_million / 10_000:.2f}".rstrip("0").rstrip(".")
+
+
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                          trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+                          keep_trailing_newline=True)
+
+
+def _nginx_string(pattern: str) -> str:
+    # inside a double-quoted nginx string a backslash escapes only '"' and '\\': keep regex escapes intact
+    return pattern.replace('"', r'\"')
+
+
+HASH_MAX_WEIGHT = 256  # consistent hash places 160 points per unit of weight: keep the ring small
+
+
+def render_nginx(view: ProxyView) -> str:
+    view = with_weights_capped(view, HASH_MAX_WEIGHT, policies=("ring_hash",))
+    allowed = view.allowed_principals or ()
+    allowed_patterns = ([pem_pattern(uri_prefix_bytes(f"spiffe://{view.trust_domain}/"))] if "*" in allowed
+                        else [pem_pattern(uri_san_bytes(p)) for p in allowed])
+    return _ENV.get_template("nginx.conf.j2").render(
+        v=view, run_as_root=os.geteuid() == 0, match_headers=match_headers(view), next_upstream=next_upstream, percent=percent,
+        route_regex=lambda d, r: _nginx_string(route_regex(view, d, r)),
+        trust_domain_pattern=pem_pattern(uri_prefix_bytes(f"spiffe://{view.trust_domain}/")),
+        principal_patterns=[(p, pem_pattern(uri_san_bytes(p))) for p in view.known_principals],
+        allowed_patterns=allowed_patterns or ["^NEVER$"])
+
+
+class NginxFlavor:
+    name = "nginx"
+    config_name = "nginx.conf"
+
+    def render(self, view: ProxyView) -> str:
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (Path(view.work_dir) / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+        return render_nginx(view)
+
+    def argv(self, binary: str, config: Path) -> list[str]:
+        return [binary, "-e", "stderr", "-p", str(config.parent), "-c", str(config)]
+
+    def reload(self, proc: ManagedProcess, binary: str, config: Path) -> None:
+        proc.popen.send_signal(signal.SIGHUP)
+
+    def certificate_renewed(self, view: ProxyView) -> None:
+        """Nothing to do: the next handshake reads the renewed file."""
+
+    def check(self, binary: str, config: Path) -> None:
+        run_check([binary, "-t", "-q", "-e", "stderr", "-p", str(config.parent), "-c", str(config)])
+
+
+class NginxAdapter(ThirdPartyAdapter):
+    name = "nginx"
+    binary_name = "nginx"
+    UNSUPPORTED = UNSUPPORTED
+    attempt_count_header = None  # nginx does not tell the upstream which try it is
+
+    def flavor(self) -> NginxFlavor:
+        return NginxFlavor()
+
+    def implementation(self) -> Implementation:
+        version = "unknown"
+        try:
+            version = command_output([self.binary(), "-v"]).split("/", 1)[1].split()[0]
+        except (RuntimeError, IndexError, OSError):
+            pass
+        return Implementation(organization="nginx (F5)", project="nginx open source (meshconform sidecar adapter)",
+                              url="https://nginx.org/", version=version)
