@@ -17,6 +17,8 @@ Envoy semantics followed here:
 
 Defect ``weights`` (a list of ints): replaces the weights of every route with two or more backends,
 position by position; backends beyond the list keep their own weight. It must leave a positive weight.
+Defects ``ignore_header_match`` / ``ignore_path_prefix``: header matchers / path prefixes are dropped
+when the table is built, so they match every request (the first route whose other conditions hold wins).
 
 All the work that does not depend on the request (host table, compiled regexes, cumulative weights) is
 done once in the constructor: ``match`` + ``pick_version`` cost about 1 µs (bench/bench_policy.py).
@@ -57,10 +59,13 @@ def _header_test(matcher: HeaderMatch) -> _HeaderTest:
 class _CompiledRoute:
     __slots__ = ("route", "path_prefix", "header_tests", "versions", "cumulative", "total")
 
-    def __init__(self, route: Route, all_versions: list[str], weights_override: list[int] | None):
+    def __init__(self, route: Route, all_versions: list[str], weights_override: list[int] | None,
+                 defects: Mapping[str, Any]):
         self.route = route
-        self.path_prefix = route.match.path_prefix
-        self.header_tests = tuple(_header_test(h) for h in route.match.headers)
+        # "" is a prefix of every path, and no header tests pass every request
+        self.path_prefix = "" if defects.get("ignore_path_prefix") else route.match.path_prefix
+        self.header_tests = () if defects.get("ignore_header_match") else \
+            tuple(_header_test(h) for h in route.match.headers)
         if route.backends:
             versions = [b.version for b in route.backends]
             weights = [b.weight for b in route.backends]
@@ -99,7 +104,7 @@ class RouteTable:
             for host in self._host_names(service.name, service.namespace):
                 self._hosts[host] = service.name
             all_versions = [v.name for v in service.versions]
-            compiled = tuple(_CompiledRoute(r, all_versions, override)
+            compiled = tuple(_CompiledRoute(r, all_versions, override, defects)
                              for r in scenario.routes_for(service.name))
             self._routes[service.name] = compiled
             for c in compiled:

@@ -6,7 +6,9 @@ and the per-destination state (kept across generations while a destination's pol
 The request path reads ``ConfigStore.current`` once and uses that snapshot to the end.
 
 Defects applied here: ``inbound_accepts_plaintext`` and ``plaintext_between_sidecars`` turn a STRICT
-inbound into PERMISSIVE.
+inbound into PERMISSIVE; ``permissive_as_strict`` turns a PERMISSIVE inbound into STRICT;
+``ignore_authz`` (and ``plaintext_between_sidecars``: no identity on a plaintext hop) drops the
+allow-list and ``authz_deny_all`` empties it (every caller gets 403).
 """
 
 from __future__ import annotations
@@ -32,10 +34,15 @@ class Snapshot:
         if mode is MtlsMode.STRICT and (defects.get("inbound_accepts_plaintext")
                                         or defects.get("plaintext_between_sidecars")):
             mode = MtlsMode.PERMISSIVE
+        elif mode is MtlsMode.PERMISSIVE and defects.get("permissive_as_strict"):
+            mode = MtlsMode.STRICT
         self.inbound_mode = mode
         principals = policy.authz.allowed_principals if policy and policy.authz else None
-        if defects.get("ignore_authz"):
+        if defects.get("ignore_authz") or defects.get("plaintext_between_sidecars"):
+            # a plaintext hop carries no peer identity: a mesh that accepts it cannot enforce authz
             principals = None
+        elif principals is not None and defects.get("authz_deny_all"):
+            principals = ()  # an allow-list nobody is on: listed callers are refused too
         self.allowed: frozenset[str] | None = None if principals is None else frozenset(principals)
         self.routes = RouteTable(scenario, defects)
         by_version: dict[tuple[str, str], list[str]] = {}

@@ -124,6 +124,9 @@ class ServerConnection(asyncio.Protocol):
                  admitted: bool = True):
         self._handler = handler
         self._limits = limits
+        # read on every header line: plain attributes, not two lookups through ``limits`` each time
+        self._max_headers = limits.max_headers
+        self._max_header_bytes = limits.max_header_bytes
         self._watchdog = watchdog
         self._drop = drop
         self._gate = gate  # the connection cap; ``admitted``: the listener has already counted us
@@ -227,7 +230,7 @@ class ServerConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
         headers = self._headers
-        if len(headers) >= self._limits.max_headers or self._header_bytes > self._limits.max_header_bytes:
+        if len(headers) >= self._max_headers or self._header_bytes > self._max_header_bytes:
             raise _Reject(431, b"request headers too large or too many")
         name = name.lower()
         if name in self._drop:

@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from typing import Any, Iterator
 
 from meshproxy.policy.fault import decide_fault
-from meshproxy.policy.retry import CONNECT_FAILURE, PER_TRY_TIMEOUT, RESET, Outcome, RetryPolicy
+from meshproxy.policy.retry import (CONNECT_FAILURE_OUTCOME, PER_TRY_TIMEOUT, PER_TRY_TIMEOUT_OUTCOME,
+                                    RESET_OUTCOME, Outcome, RetryPolicy, response_outcome)
 from meshproxy.policy.timeout import Deadline
 from meshproxy.sidecar.certs import CertificateStore
 from meshproxy.sidecar.config import ConfigStore, Snapshot
@@ -82,6 +83,10 @@ class Outbound:
         self.pool = pool
         self.metrics = metrics
         self.defects = defects
+        # defect "no_route_status": the no-route answer with another status (built once, not per request)
+        status = defects.get("no_route_status")
+        self._no_route = NO_ROUTE if status is None else \
+            simple_reply(int(status), b"no route\n", b"x-meshproxy-no-route: 1\r\n")
         self.rng = rng or random.Random()
         self.loop = asyncio.get_running_loop()
 
@@ -94,7 +99,7 @@ class Outbound:
         name = routes.destination_for_host(req.host.decode("latin-1")) if req.host else None
         route = routes.match(name, req.path(), _HeaderView(req.headers)) if name else None
         if route is None:
-            return self.count(NO_ROUTE)
+            return self.count(self._no_route)
         exchange = _Exchange(self, req, conn, snap, snap.destinations[name], route)
         if route.fault is not None:
             decision = decide_fault(route.fault, self.rng, self.defects)
@@ -230,7 +235,7 @@ class _Exchange:
             return
         except ConnectFailure:
             self.task = None
-            self._outcome(Outcome(kind=CONNECT_FAILURE), None)
+            self._outcome(CONNECT_FAILURE_OUTCOME, None)
             return
         self.task = None
         if self.done:  # cancelled while connecting
@@ -259,17 +264,17 @@ class _Exchange:
         upstream, self.upstream = self.upstream, None
         self.dest.balancer.finished(self.endpoint)
         if isinstance(result, BaseException):
-            self._outcome(Outcome(kind=RESET), None)
+            self._outcome(RESET_OUTCOME, None)
         else:
             self.ob.pool.release(upstream)
-            self._outcome(Outcome(status=result.status), result)
+            self._outcome(response_outcome(result.status), result)  # shared: no dataclass per try
 
     def _try_timed_out(self) -> None:
         self.timer = None
         upstream, self.upstream = self.upstream, None
         upstream.abandon()  # a hung upstream: this connection cannot carry another request
         self.dest.balancer.finished(self.endpoint)
-        self._outcome(Outcome(kind=PER_TRY_TIMEOUT), None)
+        self._outcome(PER_TRY_TIMEOUT_OUTCOME, None)
 
     # -- after a try ----------------------------------------------------------------------------------
     def _outcome(self, outcome: Outcome, response: Any) -> None:

@@ -10,6 +10,7 @@ CLIENT = "client-v1-0"
 INTRUDER = "intruder-v1-0"
 BACKEND = "backend-v1-0"
 OPEN = "open-v1-0"
+SECURE = "secure-v1-0"  # STRICT with no authz: rejections there are mTLS's alone
 KEY_HEADER = "x-echo-key"
 
 

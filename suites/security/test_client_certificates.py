@@ -1,6 +1,6 @@
-"""A STRICT inbound rejects every client certificate that is not a valid SVID of its trust domain.
+"""A STRICT inbound (of a service with no authz, so only mTLS can refuse) rejects every client certificate that is not a valid SVID of its trust domain.
 
-Each check opens its own TLS connection to the backend's inbound port (as a network peer outside the
+Each check opens its own TLS connection to the `secure` workload's inbound port (as a network peer outside the
 mesh), presents one kind of bad certificate, and sends a request. A rejection may show at the handshake
 or, under TLS 1.3, at the first read (an alert, reset or EOF): both count. The check fails if an HTTP
 answer from the application comes back, or if the echo journal shows the request arrived.
@@ -17,16 +17,16 @@ from harness.features import Feature, Level, Profile
 from harness.probes import client_context, probe
 
 from ..conftest import require
-from ._support import BACKEND, KEY_HEADER, assert_never_arrived
+from ._support import KEY_HEADER, SECURE, assert_never_arrived
 
 
 def _assert_rejected(mesh, deployment, key, evidence, cert_pem, key_pem, bundle, what):
     ctx = client_context(bundle, cert_pem, key_pem)
-    result = probe(deployment.workloads[BACKEND].inbound, tls=ctx, headers={KEY_HEADER: key})
+    result = probe(deployment.workloads[SECURE].inbound, tls=ctx, headers={KEY_HEADER: key})
     evidence["probe"] = result.describe()
     assert not result.answered or b'"service"' not in result.body, (
         f"STRICT inbound accepted a client with {what}: {result.describe()}")
-    assert_never_arrived(mesh, deployment, BACKEND, "backend", key, evidence)
+    assert_never_arrived(mesh, deployment, SECURE, "secure", key, evidence)
 
 
 def _mesh_issued(mesh, spiffe_id, not_before, not_after):
@@ -49,11 +49,12 @@ def test_rejects_no_certificate(mesh, security_mesh, key, evidence):
 
 @conformance(
     short_name="MeshRejectsForeignCaCertificate",
-    description="A client SVID with the right SPIFFE ID but signed by a CA outside the mesh bundle is "
-                "rejected at a STRICT inbound; nothing arrives at the echo.",
+    description="A client SVID with the right SPIFFE ID but signed by a CA outside the mesh bundle (the "
+                "committed fixtures/foreign_ca, the same in every run) is rejected at a STRICT inbound; "
+                "nothing arrives at the echo.",
     features=[Feature.MTLS_STRICT], profile=Profile.SECURITY, level=Level.CORE)
 def test_rejects_foreign_ca(mesh, security_mesh, key, evidence, scenario):
-    cert_pem, key_pem = ForeignCA().issue_svid(scenario.spiffe_id("client"))
+    cert_pem, key_pem = ForeignCA.fixed().issue_svid(scenario.spiffe_id("client"))
     _assert_rejected(mesh, security_mesh, key, evidence, cert_pem, key_pem, _bundle(mesh),
                      "a certificate from a foreign CA")
 

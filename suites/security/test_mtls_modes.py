@@ -7,7 +7,7 @@ from harness.checks import conformance
 from harness.features import Feature, Level, Profile
 from harness.probes import probe
 
-from ._support import BACKEND, CLIENT, KEY_HEADER, OPEN, arrivals, assert_never_arrived
+from ._support import CLIENT, KEY_HEADER, OPEN, SECURE, arrivals, assert_never_arrived
 
 
 @conformance(
@@ -16,12 +16,12 @@ from ._support import BACKEND, CLIENT, KEY_HEADER, OPEN, arrivals, assert_never_
                 "response, and the echo journal shows no arrival (checked after a sentinel arrived).",
     features=[Feature.MTLS_STRICT], profile=Profile.SECURITY, level=Level.CORE)
 def test_strict_rejects_plaintext(mesh, security_mesh, key, evidence):
-    inbound = security_mesh.workloads[BACKEND].inbound
+    inbound = security_mesh.workloads[SECURE].inbound
     result = probe(inbound, headers={KEY_HEADER: key})
     evidence["probe"] = result.describe()
     assert b'"service"' not in result.body, (
         f"STRICT inbound {inbound} answered plaintext with the application's response: {result.describe()}")
-    assert_never_arrived(mesh, security_mesh, BACKEND, "backend", key, evidence)
+    assert_never_arrived(mesh, security_mesh, SECURE, "secure", key, evidence)
 
 
 @conformance(
