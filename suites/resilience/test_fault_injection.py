@@ -24,7 +24,7 @@ _DELAY = next(r for r in SCENARIO.routes if r.name == "fault-delay").fault.delay
 ABORT_P, ABORT_STATUS = _ABORT.percentage / 100, _ABORT.http_status
 DELAY_P, DELAY_S = _DELAY.percentage / 100, _DELAY.fixed_delay
 DELAY_EARLY_S, DELAY_LATE_S = 0.005, 0.100  # an injected delay is fixed_delay −5 ms .. +100 ms
-OUTLIER_SHARE = 0.01  # scheduling stalls on a loaded 2-vCPU machine: at most 1% of delayed requests later
+OUTLIER_SHARE = 0.05  # scheduling stalls on a loaded 2-vCPU machine: at most 5% of delayed requests later
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def test_fault_abort(mesh, resilience_mesh, evidence):
     description=f"Fault delay {DELAY_P:.0%} with fixed_delay {DELAY_S * 1e3:.0f} ms: over {N_DELAY} requests "
                 f"(all 200) the share slower than fixed_delay − 5 ms passes an exact binomial test of {DELAY_P:.2f} "
                 f"(false-fail rate ≤ {ALPHA:.1%}, power ≥ {POWER:.0%} against ±{FAULT_DELTA * 100:.0f} points), "
-                f"at most 1% of slow requests took more than fixed_delay + {DELAY_LATE_S * 1e3:.0f} ms, the median added delay within ±20 ms of fixed_delay.",
+                f"at most {OUTLIER_SHARE:.0%} of slow requests took more than fixed_delay + {DELAY_LATE_S * 1e3:.0f} ms, the median added delay within ±20 ms of fixed_delay.",
     features=[Feature.FAULT_INJECTION_DELAY], profile=Profile.RESILIENCE, level=Level.CORE)
 def test_fault_delay(mesh, resilience_mesh, evidence):
     sample = collect_fault_sample(mesh, resilience_mesh, "/fault-delay", N_DELAY)

@@ -1,7 +1,7 @@
 """Per-try and route timeouts, timed at the client and counted at the echo (SPEC §4 Resilience).
 
-Tolerances: a timeout at T must end the request with T − 5 ms ≤ elapsed ≤ T + 100 ms for every request
-(5 ms below T allows for timer granularity, 100 ms above for scheduling on a loaded 2-vCPU machine). A
+Tolerances: a timeout at T must end the request with T − 5 ms ≤ elapsed ≤ T + 150 ms for every request
+(5 ms below T allows for timer granularity, 150 ms above for scheduling on a loaded 2-vCPU machine). A
 mesh that ignores the timeout answers after the upstream's 3·T delay (or after all its tries), far
 outside that window.
 """
@@ -18,9 +18,10 @@ from ._support import ATTEMPT_HEADER, BACKEND, arrivals_by_key, attempt_count_pr
 from .conftest import SCENARIO
 
 EARLY_S = 0.005
-# the per-try timer starts before the first try reaches the echo (a new connection: TCP + mTLS handshake)
-GAP_EARLY_S = 0.020
-LATE_S = 0.100
+# the per-try timer starts before the first try reaches the echo (a new connection: TCP + mTLS handshake,
+# which takes tens of ms on a busy 2-vCPU machine), so the hung arrival itself can come late
+GAP_EARLY_S = 0.080
+LATE_S = 0.150
 TIMEOUT_REQUESTS = 20
 PER_TRY_REQUESTS = 6
 
@@ -104,7 +105,7 @@ def test_route_timeout_covers_retries(mesh, resilience_mesh, evidence):
     description=f"per_try_timeout = {PER_TRY * 1e3:.0f} ms with retry_on 5xx: an upstream that hangs on the "
                 f"first try and answers the second gives 200; the journal shows exactly 2 arrivals (the hung "
                 f"one, then the retry with x-envoy-attempt-count 2) {PER_TRY * 1e3:.0f} ms − {GAP_EARLY_S * 1e3:.0f} "
-                f"ms .. + {LATE_S * 1e3:.0f} ms apart (the timer starts before the first try's handshake), and the client's time is within −5 ms .. +100 ms of it, for each of "
+                f"ms .. + {LATE_S * 1e3:.0f} ms apart (the timer starts before the first try's handshake), and the client's time is within −{EARLY_S * 1e3:.0f} ms .. +{LATE_S * 1e3:.0f} ms of it, for each of "
                 f"{PER_TRY_REQUESTS} requests.",
     features=[Feature.PER_TRY_TIMEOUT, Feature.RETRIES], profile=Profile.RESILIENCE, level=Level.CORE)
 def test_per_try_timeout(mesh, resilience_mesh, evidence):
