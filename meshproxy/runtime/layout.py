@@ -75,8 +75,9 @@ def plan(scenario: Scenario, block: str) -> Layout:
 
 
 def normalise_block(block: str) -> str:
-    text = block.removesuffix("/24").removesuffix(".0")
-    parts = text.split(".")
+    parts = block.removesuffix("/24").split(".")
+    if len(parts) == 4 and parts[3] == "0":  # "127.A.B.0" names the same block as "127.A.B"
+        parts = parts[:3]
     if len(parts) != 3 or parts[0] != "127" or not all(p.isdigit() for p in parts):
         raise ValueError(f"{block!r} is not a loopback block like 127.A.B.0/24")
     a, b = int(parts[1]), int(parts[2])

@@ -49,3 +49,12 @@ def test_random_block_skips_a_block_in_use():
         chosen = random_block(random.Random(rng_seed))
     assert chosen != taken
     assert normalise_block(chosen) == chosen
+
+
+def test_block_with_b_zero_is_a_block_not_a_prefix():
+    # "127.66.0" once lost its last part to a suffix strip meant for "127.66.0.0"
+    from meshproxy.runtime.layout import normalise_block
+
+    assert normalise_block("127.66.0") == "127.66.0"
+    assert normalise_block("127.66.0.0/24") == "127.66.0"
+    assert normalise_block("127.66.7.0") == "127.66.7"
