@@ -271,18 +271,22 @@ _WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 def drive_closed_loop(path: Path_, budget: Budget) -> tuple[int, int, str]:
     """(requests answered, errors, tool): wrk when installed, else the meter in closed loop."""
     wrk = shutil.which("wrk")
+    fallback = "meter closed loop"
     if wrk:
         hostname = path.entry
-        out = subprocess.run([wrk, "-t1", f"-c{budget.throughput_connections}", f"-d{budget.throughput_s}s",
+        # wrk refuses fractional durations ("-d5.0s" prints its usage and runs nothing): whole seconds
+        out = subprocess.run([wrk, "-t1", f"-c{budget.throughput_connections}",
+                              f"-d{max(1, round(budget.throughput_s))}s",
                               "-H", f"Host: {path.host}", f"http://{hostname}/bench"],
                              capture_output=True, text=True, timeout=budget.throughput_s + 30).stdout
         total = _WRK_TOTAL.search(out)
         non_2xx = _WRK_NON_2XX.search(out)
         if total and int(total.group(1)) > 0:  # wrk's summary text, not HTTP
             return int(total.group(1)), int(non_2xx.group(1)) if non_2xx else 0, "wrk -t1"
+        fallback = "meter closed loop (wrk gave no summary)"
     result = measure(path.target(), ClosedLoop(connections=budget.throughput_connections,
                                                duration_s=budget.throughput_s))
-    return result.count, result.errors, "meter closed loop"
+    return result.count, result.errors, fallback
 
 
 def measure_throughput(path: Path_, budget: Budget) -> dict[str, Any]:

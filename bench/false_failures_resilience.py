@@ -10,6 +10,11 @@ so 200 runs should show 0 (P(≥1) ≤ 18%).
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # run as a script: the repo's packages
+
 import argparse
 import sys
 import time

@@ -12,6 +12,11 @@ Part of ``bench/false_failures.py`` (which prints the table); runnable alone:
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # run as a script: the repo's packages
+
 import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
