@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -40,7 +41,12 @@ def test_rotation_under_load(mesh, security_mesh, scenario, key, evidence):
 
     def client_serial() -> str:
         from cryptography import x509
-        return format(x509.load_pem_x509_certificate(ca.workload_certificate(CLIENT)).serial_number, "x")
+        try:
+            pem = ca.workload_certificate(CLIENT)
+        except (ssl.SSLError, OSError) as exc:  # e.g. it presents an expired certificate: not rotated
+            raise AssertionError(f"the client workload's certificate could not be read in a handshake "
+                                 f"(it did not rotate in time?): {exc}") from None
+        return format(x509.load_pem_x509_certificate(pem).serial_number, "x")
 
     serials = [serial()]
     client_serials = [client_serial()]

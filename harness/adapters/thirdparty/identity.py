@@ -36,6 +36,7 @@ class WorkloadIdentities:
         self.on_renewed = on_renewed
         self._paths: dict[str, tuple[str, Path, str]] = {}  # workload -> (spiffe id, svid path, CN)
         self._stop = threading.Event()
+        self._ttl_changed = threading.Event()  # wakes the renewal schedule early when cert_ttl changes
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -56,7 +57,11 @@ class WorkloadIdentities:
         return self._paths[workload][1].read_bytes()
 
     def set_ttl(self, cert_ttl: float) -> None:
-        self.cert_ttl = float(cert_ttl)
+        """A new lifetime takes effect at once: the renewal schedule is recomputed now, not after the
+        old period (a wait of half an hour would let the new short-lived certificates expire)."""
+        if float(cert_ttl) != self.cert_ttl:
+            self.cert_ttl = float(cert_ttl)
+            self._ttl_changed.set()
 
     def start(self) -> None:
         if self._thread is None:
@@ -65,13 +70,19 @@ class WorkloadIdentities:
 
     def stop(self) -> None:
         self._stop.set()
+        self._ttl_changed.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._thread = None
 
     def _renew_forever(self) -> None:
-        # Event.wait is the renewal schedule (the period IS the behaviour), not a synchronisation
-        while not self._stop.wait(max(MIN_RENEW_PERIOD_S, self.cert_ttl * RENEW_FRACTION)):
+        # Event.wait is the renewal schedule (the period IS the behaviour), not a synchronisation;
+        # a TTL change ends the wait early and renews everything under the new lifetime at once
+        while not self._stop.is_set():
+            self._ttl_changed.wait(max(MIN_RENEW_PERIOD_S, self.cert_ttl * RENEW_FRACTION))
+            self._ttl_changed.clear()
+            if self._stop.is_set():
+                return
             with self._lock:
                 current: Mapping[str, tuple[str, Path, str]] = dict(self._paths)
             for workload, (spiffe_id, path, server_name) in current.items():
