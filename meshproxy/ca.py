@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
-import secrets
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -30,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meshproxy import defects as _defects
+from meshproxy.files import write_file_atomically  # noqa: F401  (re-exported: callers import it from here)
 
 CLOCK_SKEW = dt.timedelta(seconds=30)
 ROOT_LIFETIME = dt.timedelta(days=3650)
@@ -111,21 +110,6 @@ def new_key_and_csr(spiffe_id: str | None = None) -> tuple[PrivateKey, bytes]:
             x509.SubjectAlternativeName([x509.UniformResourceIdentifier(spiffe_id)]), critical=False)
     csr = builder.sign(key, hashes.SHA256())
     return key, csr.public_bytes(serialization.Encoding.PEM)
-
-
-def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write via a temp file created with ``mode`` (never world-readable, even briefly), then rename."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class CertificateAuthority:

@@ -9,30 +9,15 @@ old or the new content, never a torn file. ``scenario.json`` holds ``{"version",
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 from fixtures.scenario import Scenario, ScenarioError, dump_scenario, parse_scenario
+from meshproxy.files import write_file_atomically
 
 
 def write_json_atomically(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(value, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    write_file_atomically(path, json.dumps(value, indent=1, sort_keys=True).encode(), 0o600)
 
 
 class ScenarioStore:
