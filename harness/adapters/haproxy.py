@@ -3,8 +3,9 @@
 One ``haproxy -W`` (master-worker) process per workload serves the inbound (mTLS per policy, authz,
 x-forwarded-client-cert) and the outbound (destination by Host, first-match routes with header/path
 matches, weighted servers, retries, timeouts, fault abort). Config: templates/haproxy.cfg.j2, rendered
-from :mod:`harness.adapters.thirdparty.topology`. A scenario change is a soft reload (SIGUSR2 to the
-master) and is in effect once the admin port reports the new generation and the old worker is gone.
+from :mod:`harness.adapters.thirdparty.topology`. A scenario change is a soft reload (``reload`` on the
+master's CLI socket ``-S <work_dir>/master.sock``) and is in effect once the admin port reports the new
+generation and the old worker is gone.
 Certificates rotate without reload through the runtime API (``set ssl cert`` + ``commit ssl cert``).
 
 How HAProxy expresses the identity checks: 2.6 has no fetch for a client certificate's URI SAN, so the
@@ -19,7 +20,6 @@ is dropped; ``timeout server`` is per try and nothing bounds all tries together)
 
 from __future__ import annotations
 
-import signal
 import socket
 from pathlib import Path
 
@@ -31,9 +31,11 @@ from harness.adapters.thirdparty.runtime import run_check
 from harness.adapters.thirdparty.san_patterns import hex_pattern, uri_prefix_bytes, uri_san_bytes
 from harness.adapters.thirdparty.topology import HeaderCondition, ProxyView, RouteView, with_weights_capped
 from harness.features import Feature
-from meshproxy.runtime.procs import ManagedProcess
+from meshproxy.runtime.procs import ManagedProcess, wait_until
 
 MAX_WEIGHT = 256  # HAProxy server weights are 0..256
+MASTER_TIMEOUT_S = 15.0  # a busy master re-executing and re-parsing takes well under this
+MASTER_POLL_S = 0.02
 RETRIABLE_STATUSES = {401, 403, 404, 408, 425, 500, 501, 502, 503, 504}  # what retry-on can name
 _RETRY_ON = {
     # Envoy's 5xx also retries when the upstream did not answer at all (reset, connect failure)
@@ -115,11 +117,35 @@ class HaproxyFlavor:
         return render_haproxy(view)
 
     def argv(self, binary: str, config: Path) -> list[str]:
-        return [binary, "-W", "-db", "-f", str(config)]
+        return [binary, "-W", "-db", "-S", str(_master_socket(config)), "-f", str(config)]
 
     def reload(self, proc: ManagedProcess, binary: str, config: Path) -> None:
-        # the master re-reads the file, starts new workers and soft-stops the old ones
-        proc.popen.send_signal(signal.SIGUSR2)
+        # The master re-reads the file, starts new workers and soft-stops the old ones. Asked on its
+        # CLI socket, not with SIGUSR2: under load HAProxy 2.6's master sometimes never acted on a
+        # SIGUSR2 sent right after the previous reload took effect (no "Reloading HAProxy" in its log,
+        # the old generation for 15 s), while a CLI command is an event its loop always handles.
+        # The master CLI is away while the master re-executes (a previous reload can still be
+        # finishing: its new worker answers before the master listens again), so the command is sent
+        # once the socket accepts, and the reload counter of ``show proc`` confirms it was taken.
+        sock = _master_socket(config)
+        state: dict[str, int | None] = {"before": None}
+
+        def reload_taken() -> bool:
+            count = _master_reloads(sock)
+            if count is None:
+                return False
+            if state["before"] is None:
+                state["before"] = count
+                try:
+                    _master_command(sock, "reload\n")
+                except OSError:
+                    state["before"] = None  # refused or reset before the master read it: ask again
+                return False
+            return count > state["before"]
+
+        wait_until(reload_taken, timeout=MASTER_TIMEOUT_S, what=f"haproxy master of {config.parent.name} "
+                   f"to take the reload", interval=MASTER_POLL_S,
+                   abort=lambda: None if proc.running() else f"exited with {proc.exit_code()}")
 
     def certificate_renewed(self, view: ProxyView) -> None:
         pem = Path(view.svid_path).read_text()
@@ -129,6 +155,36 @@ class HaproxyFlavor:
 
     def check(self, binary: str, config: Path) -> None:
         run_check([binary, "-c", "-q", "-f", str(config)])
+
+
+def _master_socket(config: Path) -> Path:
+    return config.parent / "master.sock"
+
+
+def _master_reloads(sock_path: Path) -> int | None:
+    """How many times the master has reloaded (``show proc``), or None while its CLI is away."""
+    try:
+        answer = _master_command(sock_path, "show proc\nquit\n")  # without quit the CLI keeps the connection open
+    except OSError:
+        return None
+    for line in answer.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] == "master":
+            return int(fields[2])
+    return None
+
+
+def _master_command(sock_path: Path, command: str, timeout: float = 5.0) -> str:
+    """Send one command to the master CLI (``-S``); returns its answer. ``reload`` answers nothing in
+    2.6: the master re-executes itself, which closes the connection once the command is taken."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(sock_path))
+        sock.sendall(command.encode())
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def _runtime_api(sock_path: Path, command: str) -> str:
