@@ -19,7 +19,7 @@ KNOWN = frozenset({
     "skip_trust_domain_check", "ignore_authz", "spoof_xfcc", "plaintext_between_sidecars",
     "no_rotation", "ca_two_uri_sans", "ca_leaf_is_ca", "ca_ttl_multiplier",
     "permissive_as_strict", "authz_deny_all",
-    "weights", "retries_delta", "backoff", "ignore_timeout", "fault_percent_delta",
+    "weights", "retries_delta", "retry_any_status", "backoff", "ignore_timeout", "fault_percent_delta",
     "ignore_header_match", "ignore_path_prefix", "no_route_status",
 })
 

@@ -137,7 +137,7 @@ class RetryPolicy:
     separate check.
     """
 
-    __slots__ = ("_rules", "_rng", "max_retries", "attempts_made", "_backoff_mode")
+    __slots__ = ("_rules", "_rng", "max_retries", "attempts_made", "_backoff_mode", "_retry_any_status")
 
     def __init__(self, retries: Retries | None, rng: random.Random, defects: Mapping[str, Any] = {}):
         rules = _NO_RETRIES if retries is None else _rules_for(retries)
@@ -146,7 +146,9 @@ class RetryPolicy:
         self.attempts_made = 0
         self.max_retries = rules.attempts
         self._backoff_mode = None
+        self._retry_any_status = False
         if defects:
+            self._retry_any_status = bool(defects.get("retry_any_status"))
             if retries is not None:
                 self.max_retries = max(0, rules.attempts + int(defects.get("retries_delta", 0)))
             self._backoff_mode = defects.get("backoff")
@@ -166,6 +168,8 @@ class RetryPolicy:
         self.attempts_made += 1
         if self.attempts_made > self.max_retries:
             return False
+        if self._retry_any_status and outcome.kind == RESPONSE and (outcome.status or 0) >= 400:
+            return True  # defect: 4xx such as 404 retried as if it were a 5xx
         return self._rules.retriable(outcome)
 
     def backoff(self) -> float:

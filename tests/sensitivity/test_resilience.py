@@ -59,3 +59,9 @@ def test_fault_percentages_five_points_low_fail_the_fault_checks(tmp_path):
     entries = judge(tmp_path, SUITE, checks, {"fault_percent_delta": -5})
     for name in checks:
         assert_fails(entries[name], "percentage wrong", "exact binomial")
+
+
+def test_retrying_a_404_fails_the_non_retriable_check(tmp_path):
+    entry = judge(tmp_path, SUITE, ["MeshRetriesSkipNonRetriableStatus"], {"retry_any_status": True})[
+        "MeshRetriesSkipNonRetriableStatus"]
+    assert_fails(entry, "arrivals, want exactly 1")

@@ -160,3 +160,18 @@ def test_shared_outcomes_equal_fresh_ones():
     assert response_outcome(999) == Outcome(999)
     assert (RESET_OUTCOME, CONNECT_FAILURE_OUTCOME, PER_TRY_TIMEOUT_OUTCOME) == (RESET, CONNECT_FAILURE,
                                                                                 PER_TRY_TIMEOUT)
+
+
+def test_retry_any_status_defect_retries_a_404():
+    import random
+
+    from fixtures.scenario import Retries
+    from meshproxy.policy.retry import RetryPolicy, response_outcome
+
+    retries = Retries(attempts=2, retry_on=["5xx"])
+    correct = RetryPolicy(retries, random.Random(1))
+    broken = RetryPolicy(retries, random.Random(1), {"retry_any_status": True})
+    assert not correct.should_retry(response_outcome(404))
+    assert broken.should_retry(response_outcome(404))
+    assert broken.should_retry(response_outcome(404))
+    assert not broken.should_retry(response_outcome(404))  # the attempts still bound it
