@@ -75,4 +75,4 @@ async def wait_until(condition, timeout_s=3.0, what="condition"):
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, f"{what} not met after {timeout_s} s"
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # polling pace, bounded by the deadline above
