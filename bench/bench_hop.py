@@ -150,7 +150,7 @@ def wait_until_answers(address: str, host: str, proc: subprocess.Popen | None, w
 # -- the three paths ---------------------------------------------------------------------------------
 def start_mesh(block: str, work: Path) -> tuple[Any, dict[str, Any]]:
     """The reference mesh with two services; raises whatever LocalMesh raises if it cannot start."""
-    from fixtures.scenario import parse_scenario
+    from meshscenario import parse_scenario
     from meshproxy.runtime import LocalMesh
 
     scenario = parse_scenario({"name": "bench-hop", "trust_domain": TRUST_DOMAIN,

@@ -11,7 +11,7 @@ import random
 import time
 from typing import Callable
 
-from fixtures.scenario import LoadBalancing, Retries, parse_scenario
+from meshscenario import LoadBalancing, Retries, parse_scenario
 from meshproxy.policy.balancer import make_balancer
 from meshproxy.policy.fault import decide_fault
 from meshproxy.policy.outlier import OutlierDetector

@@ -76,7 +76,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from fixtures.scenario import DEFAULT_SCENARIO_PATH, ScenarioError, load_scenario
+    from meshscenario import DEFAULT_SCENARIO_PATH, ScenarioError, load_scenario
     from meshproxy import defects as defects_module
     from meshproxy.runtime import LocalMesh, MeshStartError
 

@@ -249,7 +249,7 @@ class ControlPlaneClient:
     def put_scenario(self, scenario: Mapping[str, Any]) -> int:
         """Store a scenario (a mapping, or a ``Scenario``); returns its version. Raises ScenarioRejected."""
         if hasattr(scenario, "model_dump"):
-            from fixtures.scenario import dump_scenario
+            from meshscenario import dump_scenario
             scenario = dump_scenario(scenario)  # type: ignore[arg-type]
         return self._request("PUT", "/v1/scenario", body=dict(scenario))["version"]
 

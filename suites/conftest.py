@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.scenario import Scenario, load_scenario
+from meshscenario import Scenario, load_scenario
 
 
 @pytest.fixture

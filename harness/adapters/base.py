@@ -1,6 +1,6 @@
 """What the harness needs from a mesh: one small Protocol, plus optional capabilities (SPEC §2).
 
-An adapter turns a harness-neutral :class:`~fixtures.scenario.Scenario` into its mesh's configuration,
+An adapter turns a harness-neutral :class:`~meshscenario.Scenario` into its mesh's configuration,
 deploys it, waits until it is in effect by observation (never by sleeping), and sends requests as the
 application of a workload would (to that workload's OUTBOUND side). Suites reach a mesh only through
 this Protocol and the echo journal, which is what lets every check run against any mesh.
@@ -27,7 +27,7 @@ from harness.features import Feature
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from fixtures.scenario import Scenario
+    from meshscenario import Scenario
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from fixtures.scenario import Scenario
+from meshscenario import Scenario
 from harness.adapters.base import HttpRequest, HttpResponse, Implementation, WorkloadInfo
 from harness.features import Feature
 

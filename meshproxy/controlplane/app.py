@@ -19,7 +19,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from fixtures.scenario import ScenarioError
+from meshscenario import ScenarioError
 from meshproxy import ca as _ca
 from meshproxy.controlplane import auth
 from meshproxy.controlplane.errors import api_error, field_errors, json_body

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fixtures.scenario import Scenario, ScenarioError, dump_scenario, parse_scenario
+from meshscenario import Scenario, ScenarioError, dump_scenario, parse_scenario
 from meshproxy.files import write_file_atomically
 
 

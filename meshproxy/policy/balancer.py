@@ -25,7 +25,7 @@ import random
 from bisect import bisect_left
 from typing import Protocol, Sequence
 
-from fixtures.scenario import LbPolicy, LoadBalancing
+from meshscenario import LbPolicy, LoadBalancing
 
 VNODES_PER_ENDPOINT = 160  # ketama's count: each endpoint's share within about ±8 % (1/sqrt(160))
 _RING_CACHE_SIZE = 16  # endpoint sets seen recently (ejections change the set; keep a few rings)

@@ -12,7 +12,7 @@ ending more than was started is a bug in the caller and raises RuntimeError.
 
 from __future__ import annotations
 
-from fixtures.scenario import CircuitBreaker as CircuitBreakerLimits
+from meshscenario import CircuitBreakerLimits
 
 ENVOY_DEFAULTS = CircuitBreakerLimits()  # 1024, 1024, 1024, 3
 

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from fixtures.scenario import Fault
+from meshscenario import FaultInjection
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ def _clamped(percentage: float, delta: float) -> float:
     return min(100.0, max(0.0, percentage + delta))
 
 
-def decide_fault(fault: Fault | None, rng: random.Random, defects: Mapping[str, Any] = {}) -> FaultDecision:
+def decide_fault(fault: FaultInjection | None, rng: random.Random, defects: Mapping[str, Any] = {}) -> FaultDecision:
     """The faults one request gets. Draws one random number per configured fault (delay, then abort)."""
     if fault is None:
         return NO_FAULT

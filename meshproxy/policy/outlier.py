@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from fixtures.scenario import OutlierDetection
+from meshscenario import OutlierDetection
 
 MAX_EJECTION_TIME_S = 300.0
 

@@ -32,7 +32,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from fixtures.scenario import Retries, RetryOn
+from meshscenario import Retries, RetryOn
 
 RESPONSE = "response"
 RESET = "reset"

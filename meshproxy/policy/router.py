@@ -32,7 +32,7 @@ from bisect import bisect_right
 from itertools import accumulate
 from typing import Any, Callable, Mapping
 
-from fixtures.scenario import HeaderMatch, Route, Scenario
+from meshscenario import HeaderMatch, Route, Scenario
 
 KUBERNETES_CLUSTER_DOMAIN = "cluster.local"
 

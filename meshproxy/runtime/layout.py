@@ -12,7 +12,7 @@ import random
 import socket
 from dataclasses import dataclass
 
-from fixtures.scenario import Scenario
+from meshscenario import Scenario
 
 CONTROLPLANE_PORT = 15010
 APP_PORT = 8080

@@ -28,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-from fixtures.scenario import Scenario, Workload
+from meshscenario import Scenario, Workload
 from meshproxy import defects as defects_module
 from meshproxy.runtime import layout as layout_module
 from meshproxy.runtime.procs import ManagedProcess, stop_all, wait_until

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Mapping
 
-from fixtures.scenario import MtlsMode, Scenario, parse_scenario
+from meshscenario import MtlsMode, Scenario, parse_scenario
 from meshproxy.policy.router import RouteTable
 from meshproxy.sidecar.destinations import Destination
 from meshproxy.sidecar.metrics import Metrics

@@ -13,7 +13,7 @@ import asyncio
 from collections import deque
 from typing import Any, Mapping
 
-from fixtures.scenario import MtlsMode, Policy
+from meshscenario import MtlsMode, Policy
 from meshproxy.policy.balancer import make_balancer
 from meshproxy.policy.breaker import CircuitBreaker
 from meshproxy.policy.outlier import OutlierDetector

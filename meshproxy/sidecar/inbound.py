@@ -24,7 +24,7 @@ import socket
 import ssl
 from typing import Any, Mapping
 
-from fixtures.scenario import MtlsMode
+from meshscenario import MtlsMode
 from meshproxy.sidecar import tls
 from meshproxy.sidecar.certs import CertificateStore
 from meshproxy.sidecar.config import ConfigStore

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
-from fixtures.scenario import Scenario
+from meshscenario import Scenario
 from harness.adapters.base import HttpRequest, HttpResponse, Implementation, WorkloadInfo
 from harness.adapters.reference import _ConnectionPool  # the same client every adapter's send() uses
 from harness.adapters.thirdparty.runtime import ProxyFlavor, ThirdPartyMesh, find_binary

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-from fixtures.scenario import Scenario, Workload
+from meshscenario import Scenario, Workload
 from harness.adapters.thirdparty.identity import WorkloadIdentities
 from harness.adapters.thirdparty.topology import ADMIN_PORT, APP_PORT, INBOUND_PORT, OUTBOUND_PORT, ProxyView, \
     proxy_view, server_name

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from fixtures.scenario import Backend, MtlsMode, Retries, Route, Scenario, Workload
+from meshscenario import Backend, MtlsMode, Retries, Route, Scenario, Workload
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.scenario import load_scenario
+from meshscenario import load_scenario
 from harness.adapters.haproxy import HaproxyFlavor
 from harness.adapters.nginx import NginxFlavor
 from harness.adapters.thirdparty.identity import WorkloadIdentities

@@ -8,7 +8,7 @@ import threading
 import pytest
 from cryptography import x509
 
-from fixtures.scenario import parse_scenario
+from meshscenario import parse_scenario
 from harness.adapters.base import (HopInterposer, HttpRequest, MeshAdapter, MeshCertificates, MeshStats,
                                    ProcessControl)
 from harness.adapters.reference import SUPPORTED, UNSUPPORTED, ReferenceAdapter

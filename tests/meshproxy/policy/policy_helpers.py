@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scipy.stats import binom
 
-from fixtures.scenario import Scenario, parse_scenario
+from meshscenario import Scenario, parse_scenario
 
 FALSE_FAIL_RATE = 0.001  # every statistical assertion below is a 99.9% interval
 

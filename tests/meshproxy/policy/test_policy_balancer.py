@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 from scipy.stats import chisquare
 
-from fixtures.scenario import LoadBalancing
+from meshscenario import LoadBalancing
 from meshproxy.policy.balancer import (
     LeastRequest,
     RandomPick,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fixtures.scenario import CircuitBreaker as Limits
+from meshscenario import CircuitBreakerLimits as Limits
 from meshproxy.policy.breaker import CircuitBreaker
 
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from fixtures.scenario import Fault
+from meshscenario import FaultInjection
 from meshproxy.policy.fault import NO_FAULT, FaultDecision, decide_fault
 from policy_helpers import binomial_interval
 
@@ -12,7 +12,7 @@ N = 20_000
 
 
 def _fault(delay=None, abort=None):
-    return Fault(delay=None if delay is None else {"percentage": delay, "fixed_delay": "50ms"},
+    return FaultInjection(delay=None if delay is None else {"percentage": delay, "fixed_delay": "50ms"},
                  abort=None if abort is None else {"percentage": abort, "http_status": 503})
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fixtures.scenario import OutlierDetection
+from meshscenario import OutlierDetection
 from meshproxy.policy.outlier import MAX_EJECTION_TIME_S, OutlierDetector
 from policy_helpers import FakeClock
 

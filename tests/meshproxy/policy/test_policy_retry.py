@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from fixtures.scenario import Retries
+from meshscenario import Retries
 from meshproxy.policy.retry import Outcome, RetryPolicy, backoff_interval
 
 OK = Outcome(200)
@@ -165,7 +165,7 @@ def test_shared_outcomes_equal_fresh_ones():
 def test_retry_any_status_defect_retries_a_404():
     import random
 
-    from fixtures.scenario import Retries
+    from meshscenario import Retries
     from meshproxy.policy.retry import RetryPolicy, response_outcome
 
     retries = Retries(attempts=2, retry_on=["5xx"])

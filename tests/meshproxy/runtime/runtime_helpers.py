@@ -3,7 +3,7 @@
 import http.client
 import json
 
-from fixtures.scenario import parse_scenario
+from meshscenario import parse_scenario
 
 
 def small_scenario(**extra):

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from fixtures.scenario import parse_scenario
+from meshscenario import parse_scenario
 from meshproxy.runtime.layout import (MAX_WORKLOADS, normalise_block, plan, port_is_free, random_block)
 
 SCENARIO = parse_scenario({"services": [{"name": "client"},

@@ -128,7 +128,7 @@ def test_owner_killed_by_sigkill_leaves_no_process(tmp_path):
     script = textwrap.dedent("""
         import json, sys
         from meshproxy.runtime import LocalMesh
-        from fixtures.scenario import parse_scenario
+        from meshscenario import parse_scenario
         mesh = LocalMesh(parse_scenario({"services": [{"name": "client"}, {"name": "backend"}]}))
         state = mesh.start(timeout=60)
         print(json.dumps({"run_id": mesh.run_id, "state_dir": str(mesh.state_dir)}), flush=True)
