@@ -1,7 +1,10 @@
-"""Mesh adapters: the Protocol in ``base``, one module per mesh, found by name through entry points."""
+"""Mesh adapters: the Protocol in ``base``, the parts every adapter is built from in ``kit``, one module
+per mesh, found by name through entry points."""
 
 from harness.adapters.base import (
     Deployment,
+    MeshAttemptCount,
+    MeshNoRouteMarker,
     HopInterposer,
     HttpRequest,
     HttpResponse,
@@ -14,6 +17,6 @@ from harness.adapters.base import (
 )
 
 __all__ = [
-    "Deployment", "HopInterposer", "HttpRequest", "HttpResponse", "Implementation", "MeshAdapter",
+    "Deployment", "HopInterposer", "MeshAttemptCount", "MeshNoRouteMarker", "HttpRequest", "HttpResponse", "Implementation", "MeshAdapter",
     "MeshCertificates", "MeshStats", "ProcessControl", "WorkloadInfo",
 ]

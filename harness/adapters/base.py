@@ -150,6 +150,21 @@ class MeshCertificates(Protocol):
 
 
 @runtime_checkable
+class MeshAttemptCount(Protocol):
+    """The mesh tells the upstream which try a request is, in a header (Envoy: ``x-envoy-attempt-count``).
+    A mesh that offers this is held to it: the i-th arrival of a request must say ``i``."""
+
+    attempt_count_header: str
+
+
+@runtime_checkable
+class MeshNoRouteMarker(Protocol):
+    """The mesh marks its own no-route answer with a documented header, ``(name, value)``."""
+
+    no_route_marker: tuple[str, str]
+
+
+@runtime_checkable
 class MeshStats(Protocol):
     """The mesh's own counters, to compare with the echo's ground truth."""
 

@@ -13,7 +13,7 @@ config matches the DER (``ssl_c_der,hex``) against the exact bytes of a URI SAN 
 thirdparty/san_patterns.py); XFCC therefore names a caller only among the scenario's SPIFFE IDs.
 Towards a destination, ``verifyhost`` checks the server's CN ``<service>.<ns>.svc`` (see
 thirdparty/identity.py), not its URI SAN, which HAProxy cannot check before sending the request.
-What it cannot express is declared in UNSUPPORTED below; what it expresses differently makes the
+What it cannot express is declared in FEATURES below (claimed features; a reason for each one it lacks); what it expresses differently makes the
 checks fail and say how (e.g. ``retry-on`` names only 401/403/404/408/425/500-504, so a retry on 409
 is dropped; ``timeout server`` is per try and nothing bounds all tries together).
 """
@@ -26,6 +26,7 @@ from pathlib import Path
 import jinja2
 
 from harness.adapters.base import Implementation
+from harness.adapters.kit import FeatureClaims
 from harness.adapters.thirdparty.adapter import ThirdPartyAdapter, command_output
 from harness.adapters.thirdparty.runtime import run_check
 from harness.adapters.thirdparty.san_patterns import hex_pattern, uri_prefix_bytes, uri_san_bytes
@@ -45,7 +46,27 @@ _RETRY_ON = {
     "connect-failure": ["conn-failure"],
 }
 
-UNSUPPORTED: dict[Feature, str] = {
+FEATURES = FeatureClaims.of("haproxy", supported=[
+    Feature.MTLS_STRICT,
+    Feature.MTLS_PERMISSIVE,
+    Feature.AUTHZ,
+    Feature.IDENTITY,
+    Feature.SVID,
+    Feature.CERT_ROTATION,
+    Feature.WIRE_ENCRYPTION,
+    Feature.WEIGHTED_ROUTING,
+    Feature.HEADER_MATCH,
+    Feature.PATH_MATCH,
+    Feature.WEIGHT_SHIFT,
+    Feature.LB_ROUND_ROBIN,
+    Feature.LB_LEAST_REQUEST,
+    Feature.LB_RING_HASH,
+    Feature.HEALTH_CHECK_ACTIVE,
+    Feature.RETRIES,
+    Feature.PER_TRY_TIMEOUT,
+    Feature.REQUEST_TIMEOUT,
+    Feature.FAULT_INJECTION_ABORT,
+], reasons={
     Feature.RETRY_BACKOFF: "HAProxy retries at once (no backoff or jitter between tries)",
     Feature.FAULT_INJECTION_DELAY: "HAProxy has no built-in action that delays a share of requests "
                                    "(only Lua scripting, which the adapter does not ship)",
@@ -66,7 +87,7 @@ UNSUPPORTED: dict[Feature, str] = {
     Feature.TRACING: "HAProxy does not add or propagate trace headers by itself",
     Feature.ACCESS_LOGS: "the adapter configures no access log",
     Feature.SERVICE_GRAPH: "HAProxy exports no service-graph telemetry",
-}
+})
 
 
 def header_condition(h: HeaderCondition) -> str:
@@ -204,8 +225,7 @@ def _runtime_api(sock_path: Path, command: str) -> str:
 class HaproxyAdapter(ThirdPartyAdapter):
     name = "haproxy"
     binary_name = "haproxy"
-    UNSUPPORTED = UNSUPPORTED
-    attempt_count_header = None  # HAProxy does not tell the upstream which try it is
+    FEATURES = FEATURES
 
     def flavor(self) -> HaproxyFlavor:
         return HaproxyFlavor()

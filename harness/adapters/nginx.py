@@ -30,6 +30,7 @@ from pathlib import Path
 import jinja2
 
 from harness.adapters.base import Implementation
+from harness.adapters.kit import FeatureClaims
 from harness.adapters.thirdparty.adapter import ThirdPartyAdapter, command_output
 from harness.adapters.thirdparty.runtime import run_check
 from harness.adapters.thirdparty.san_patterns import pem_pattern, uri_prefix_bytes, uri_san_bytes
@@ -46,7 +47,25 @@ _NEXT_UPSTREAM = {
     "connect-failure": ["error"],
 }
 
-UNSUPPORTED: dict[Feature, str] = {
+FEATURES = FeatureClaims.of("nginx", supported=[
+    Feature.MTLS_STRICT,
+    Feature.MTLS_PERMISSIVE,
+    Feature.AUTHZ,
+    Feature.IDENTITY,
+    Feature.SVID,
+    Feature.CERT_ROTATION,
+    Feature.WIRE_ENCRYPTION,
+    Feature.WEIGHTED_ROUTING,
+    Feature.HEADER_MATCH,
+    Feature.PATH_MATCH,
+    Feature.WEIGHT_SHIFT,
+    Feature.LB_ROUND_ROBIN,
+    Feature.LB_LEAST_REQUEST,
+    Feature.RETRIES,
+    Feature.PER_TRY_TIMEOUT,
+    Feature.REQUEST_TIMEOUT,
+    Feature.FAULT_INJECTION_ABORT,
+], reasons={
     Feature.RETRY_BACKOFF: "nginx open source has no retry backoff: proxy_next_upstream tries the next server at once",
     Feature.FAULT_INJECTION_DELAY: "nginx open source has no action that delays a share of requests",
     Feature.HEALTH_CHECK_ACTIVE: "active health checks (health_check) are nginx Plus only",
@@ -68,7 +87,7 @@ UNSUPPORTED: dict[Feature, str] = {
     Feature.TRACING: "nginx does not add or propagate trace headers by itself",
     Feature.ACCESS_LOGS: "the adapter configures no access log",
     Feature.SERVICE_GRAPH: "nginx exports no service-graph telemetry",
-}
+})
 
 
 def _field(h: HeaderCondition | None) -> str:
@@ -160,8 +179,7 @@ class NginxFlavor:
 class NginxAdapter(ThirdPartyAdapter):
     name = "nginx"
     binary_name = "nginx"
-    UNSUPPORTED = UNSUPPORTED
-    attempt_count_header = None  # nginx does not tell the upstream which try it is
+    FEATURES = FEATURES
 
     def flavor(self) -> NginxFlavor:
         return NginxFlavor()

@@ -13,57 +13,45 @@ from __future__ import annotations
 import http.client
 import importlib.metadata
 import json
-import select
-import socket
-import ssl
-import tempfile
 import threading
-import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from meshscenario import Scenario
-from harness.adapters.base import HttpRequest, HttpResponse, Implementation, WorkloadInfo
+from harness.adapters.base import HttpRequest, HttpResponse, Implementation
+from harness.adapters.kit import (START_TIMEOUT_S, FeatureClaims, InterposedHop, KeepAliveClient, StateDeployment,
+                                  workload_certificate)
 from harness.features import Feature
+from meshscenario import Scenario
 
-# The one place that says what the reference mesh does today. Everything not listed is unsupported,
-# with the reason given here.
-UNSUPPORTED: dict[Feature, str] = {
+# The one place that says what the reference mesh does today: the features it claims. Any other
+# feature is NOT_SUPPORTED, with the reason given here or "does not claim".
+FEATURES = FeatureClaims.of("reference", supported=[
+    Feature.MTLS_STRICT, Feature.MTLS_PERMISSIVE, Feature.AUTHZ, Feature.IDENTITY, Feature.SVID,
+    Feature.CERT_ROTATION, Feature.WIRE_ENCRYPTION,
+    Feature.WEIGHTED_ROUTING, Feature.HEADER_MATCH, Feature.PATH_MATCH, Feature.WEIGHT_SHIFT,
+    Feature.LB_ROUND_ROBIN, Feature.LB_LEAST_REQUEST, Feature.LB_RING_HASH, Feature.HEALTH_CHECK_PASSIVE,
+    Feature.RETRIES, Feature.RETRY_BACKOFF, Feature.PER_TRY_TIMEOUT, Feature.REQUEST_TIMEOUT,
+    Feature.CIRCUIT_BREAKING, Feature.OUTLIER_DETECTION, Feature.FAULT_INJECTION_DELAY, Feature.FAULT_INJECTION_ABORT,
+], reasons={
     Feature.RESOURCE_USE: "the reference adapter does not measure sidecar CPU and memory yet",
     Feature.ACCESS_LOGS: "the reference sidecar writes no access log",
     Feature.SERVICE_GRAPH: "the reference mesh exports no service-graph telemetry",
     Feature.HEALTH_CHECK_ACTIVE: "the reference sidecar has no active health checks (passive: outlier detection)",
-}
-SUPPORTED: frozenset[Feature] = frozenset(Feature) - frozenset(UNSUPPORTED)
-
-START_TIMEOUT_S = 60.0  # a dozen Python processes on 2 vCPUs; a failed start says which part hung
-HARNESS_SPIFFE_PATH = "/ns/meshconform-system/sa/harness"  # identity of the harness's own client certs
+    Feature.METRICS: "the reference sidecar's counters are not yet checked against ground truth",
+    Feature.TRACING: "the reference sidecar propagates no trace context yet",
+})
 
 
-class ReferenceDeployment:
-    """The deployed scenario: where each workload lives, and its echo's control client."""
 
-    def __init__(self, state: Mapping[str, Any]):
-        self.state = state
-        self.workloads: dict[str, WorkloadInfo] = {
-            name: WorkloadInfo(name=name, service=w["service"], version=w["version"], instance=w["instance"],
-                               spiffe_id=w["spiffe_id"], inbound=w["inbound"], app=w["app"],
-                               echo_control=w["echo_control"], namespace=w["namespace"])
-            for name, w in state["workloads"].items()
-        }
-
-    def echo(self, workload: str):
-        from fixtures.echo.client import EchoControl
-
-        return EchoControl(self.workloads[workload].echo_control)
 
 
 class ReferenceAdapter:
     """MeshAdapter + MeshCertificates + MeshStats + HopInterposer + ProcessControl for the reference mesh."""
 
     name = "reference"
+    attempt_count_header = "x-envoy-attempt-count"  # MeshAttemptCount: the sidecar numbers every try
+    no_route_marker = ("x-meshproxy-no-route", "1")  # MeshNoRouteMarker: documented in docs/architecture.md
 
     def __init__(self, options: Mapping[str, str] | None = None):
         options = dict(options or {})
@@ -73,8 +61,8 @@ class ReferenceAdapter:
             raise ValueError(f"unknown reference mesh options: {', '.join(sorted(options))} "
                              "(known: defects, keep_logs)")
         self._mesh = None
-        self._deployment: ReferenceDeployment | None = None
-        self._pool = _ConnectionPool()
+        self._deployment: StateDeployment | None = None
+        self._pool = KeepAliveClient()
         self._ca = None
         self._lock = threading.RLock()
         # MeshCertificates.bundle_path: a plain attribute so isinstance() works on an unstarted adapter
@@ -86,15 +74,15 @@ class ReferenceAdapter:
                               url="https://github.com/meshconform/meshconform", version=_package_version())
 
     def supported_features(self) -> frozenset[Feature]:
-        return SUPPORTED
+        return FEATURES.supported
 
     def unsupported_reason(self, feature: Feature) -> str:
-        return UNSUPPORTED.get(feature, f"{feature.value} is supported")
+        return FEATURES.reason(feature)
 
     def setup(self) -> None:
         """Nothing to do: the mesh starts with the first deploy(), which brings the scenario it needs."""
 
-    def deploy(self, scenario: Scenario) -> ReferenceDeployment:
+    def deploy(self, scenario: Scenario) -> StateDeployment:
         from meshproxy.runtime import LocalMesh
 
         with self._lock:
@@ -107,7 +95,7 @@ class ReferenceAdapter:
                 mesh.start(timeout=START_TIMEOUT_S)
                 self._mesh = mesh
             self.bundle_path = str(self._mesh.bundle_path)
-            self._deployment = ReferenceDeployment(self._mesh.state)
+            self._deployment = StateDeployment(self._mesh.state)
             return self._deployment
 
     def apply(self, scenario: Scenario) -> float:
@@ -140,25 +128,8 @@ class ReferenceAdapter:
 
     def workload_certificate(self, workload: str) -> bytes:
         """The leaf the workload's inbound presents, read from a TLS handshake with a harness SVID."""
-        import datetime as dt
-
-        from meshproxy import ca as ca_module
-
-        mesh = self._running()
-        now = dt.datetime.now(dt.timezone.utc)
-        spiffe_id = f"spiffe://{mesh.scenario.trust_domain}{HARNESS_SPIFFE_PATH}"
-        cert_pem, key_pem = self.issue_certificate(spiffe_id, not_before=now - dt.timedelta(minutes=1),
-                                                   not_after=now + dt.timedelta(minutes=10))
-        context = ssl.create_default_context(cafile=self.bundle_path)
-        context.check_hostname = False  # SVIDs name a SPIFFE ID, not a host
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "c.pem").write_bytes(cert_pem + key_pem)
-            context.load_cert_chain(Path(tmp) / "c.pem")
-        host, _, port = self._workload_state(workload)["inbound"].rpartition(":")
-        with socket.create_connection((host, int(port)), timeout=5) as raw:
-            with context.wrap_socket(raw) as tls:
-                der = tls.getpeercert(binary_form=True)
-        return ca_module.cert_pem(ca_module.load_cert(der))
+        return workload_certificate(self._workload_state(workload)["inbound"], bundle_path=self.bundle_path,
+                                    trust_domain=self._running().scenario.trust_domain, issue=self.issue_certificate)
 
     # -- MeshStats ------------------------------------------------------------------------------------
     def stats(self, workload: str) -> dict[str, Any]:
@@ -176,11 +147,11 @@ class ReferenceAdapter:
             conn.close()
 
     # -- HopInterposer ----------------------------------------------------------------------------------
-    def interpose(self, dest_workload: str, proxy_factory: Callable[[str], Any]) -> "InterposedHop":
+    def interpose(self, dest_workload: str, proxy_factory: Callable[[str], Any]) -> InterposedHop:
         """Start ``proxy_factory(real inbound)`` and point every caller at it until heal()."""
         real = self._workload_state(dest_workload)["inbound"]
         proxy = proxy_factory(real)
-        hop = InterposedHop(self, dest_workload, real, proxy)
+        hop = InterposedHop(dest_workload, proxy, restore=lambda: self._override(dest_workload, real))
         self._override(dest_workload, proxy.address)
         return hop
 
@@ -229,21 +200,6 @@ class ReferenceAdapter:
         return Path("reports") / "logs" / run_id if self._keep_logs else None
 
 
-@dataclass
-class InterposedHop:
-    """The lease of a proxy on a hop: heal() points callers back at the real inbound (idempotent)."""
-
-    adapter: ReferenceAdapter
-    workload: str
-    real_address: str
-    proxy: Any
-    healed: bool = field(default=False)
-
-    def heal(self) -> None:
-        if self.healed:
-            return
-        self.adapter._override(self.workload, self.real_address)
-        self.healed = True
 
 
 def _component(component: str) -> tuple[str, str | None]:
@@ -263,87 +219,3 @@ def _package_version() -> str:
         return importlib.metadata.version("meshconform")
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-class _ConnectionPool:
-    """Keep-alive HTTP/1.1 connections per outbound address, shared by threads.
-
-    A request is never retried by the client (a retry would corrupt the arrival counts the checks
-    measure): instead a pooled connection the peer has closed is noticed before it is used (it is
-    readable while idle) and replaced.
-    """
-
-    MAX_IDLE_PER_ADDRESS = 32
-
-    def __init__(self):
-        self._idle: dict[str, list[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
-
-    def send(self, address: str, request: HttpRequest) -> HttpResponse:
-        headers = dict(request.headers)
-        if request.host is not None:
-            headers["Host"] = request.host
-        began = time.perf_counter()
-        conn = self._take(address, request.timeout_s)
-        try:
-            conn.request(request.method, request.path, body=request.body or None, headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            return HttpResponse(status=None, elapsed_s=time.perf_counter() - began, error=_describe(exc))
-        elapsed = time.perf_counter() - began
-        merged: dict[str, str] = {}
-        for name, value in response.getheaders():
-            name = name.lower()
-            merged[name] = f"{merged[name]}, {value}" if name in merged else value
-        if response.will_close:
-            conn.close()
-        else:
-            self._give_back(address, conn)
-        return HttpResponse(status=response.status, headers=merged, body=body, elapsed_s=elapsed)
-
-    def _take(self, address: str, timeout: float) -> http.client.HTTPConnection:
-        with self._lock:
-            idle = self._idle.get(address, [])
-            while idle:
-                conn = idle.pop()
-                if _still_open(conn):
-                    conn.sock.settimeout(timeout)
-                    return conn
-                conn.close()
-        host, _, port = address.rpartition(":")
-        return http.client.HTTPConnection(host, int(port), timeout=timeout)
-
-    def _give_back(self, address: str, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(address, [])
-            if len(idle) < self.MAX_IDLE_PER_ADDRESS:
-                idle.append(conn)
-                return
-        conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            for conns in self._idle.values():
-                for conn in conns:
-                    conn.close()
-            self._idle.clear()
-
-
-def _still_open(conn: http.client.HTTPConnection) -> bool:
-    """An idle keep-alive socket is readable only if the peer closed it (or sent junk): then drop it."""
-    if conn.sock is None:
-        return False
-    readable, _, _ = select.select([conn.sock], [], [], 0)
-    return not readable
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected)):
-        return f"connection reset ({exc.__class__.__name__})"
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timeout"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return f"{exc.__class__.__name__}: {exc}"

@@ -11,7 +11,7 @@ import concurrent.futures
 import uuid
 from typing import Iterable, Sequence
 
-from harness.adapters.base import HttpRequest, HttpResponse
+from harness.adapters.base import HttpRequest, HttpResponse, MeshAttemptCount
 
 CLIENT = "client-v1-0"
 BACKEND = "backend-v1-0"
@@ -67,10 +67,10 @@ def flush(mesh, deployment, workload: str = BACKEND, host: str = "backend") -> N
 def attempt_count_problem(mesh, arrivals: Sequence[dict]) -> str | None:
     """Check the attempt-count header the upstream saw: the i-th arrival of a request says ``i``.
 
-    Required when the adapter declares ``attempt_count_header``; otherwise checked whenever the mesh
+    Required when the adapter offers :class:`MeshAttemptCount`; otherwise checked whenever the mesh
     sends ``x-envoy-attempt-count`` at all (a mesh that never sends it is not judged on it)."""
-    header = getattr(mesh, "attempt_count_header", None) or ATTEMPT_HEADER
-    required = getattr(mesh, "attempt_count_header", None) is not None
+    required = isinstance(mesh, MeshAttemptCount)
+    header = mesh.attempt_count_header if required else ATTEMPT_HEADER
     seen = [a["headers"].get(header) for a in arrivals]
     if not required and all(v is None for v in seen):
         return None

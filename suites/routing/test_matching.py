@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from harness.adapters.base import HttpRequest
+from harness.adapters.base import HttpRequest, MeshNoRouteMarker
 from harness.checks import conformance
 from harness.features import Feature, Level, Profile
 
@@ -63,7 +63,7 @@ def test_path_prefix_match(mesh, routing_mesh, sender, evidence):
 @conformance(
     short_name="MeshNoRouteAnswer",
     description="A request to a known destination whose path matches no route, and one to an unknown "
-                "host, get 404 (the reference mesh adds x-meshproxy-no-route: 1, as it documents) and "
+                "host, get 404 (with the mesh's documented no-route marker, if its adapter declares one) and "
                 "reach no upstream (no echo journal shows the request key).",
     features=[Feature.PATH_MATCH], profile=Profile.ROUTING, level=Level.CORE)
 def test_no_route(mesh, routing_mesh, key, evidence):
@@ -76,8 +76,8 @@ def test_no_route(mesh, routing_mesh, key, evidence):
         evidence[f"no_route_header_{label}"] = response.header("x-meshproxy-no-route")
         if response.status != 404:
             problems.append(f"{label}: status {response.status} {response.error or ''}, want 404")
-        elif mesh.name == "reference" and response.header("x-meshproxy-no-route") != "1":
-            problems.append(f"{label}: 404 without the documented x-meshproxy-no-route: 1")
+        elif isinstance(mesh, MeshNoRouteMarker) and response.header(mesh.no_route_marker[0]) != mesh.no_route_marker[1]:
+            problems.append(f"{label}: 404 without the documented {mesh.no_route_marker[0]}: {mesh.no_route_marker[1]}")
     # The answers are in, so anything the mesh forwarded has arrived: read every upstream's journal.
     arrived = {w: len(routing_mesh.echo(w).journal_sync(key=key)) for w in BACKEND_WORKLOADS}
     evidence["arrivals_at_upstreams"] = arrived

@@ -3,47 +3,27 @@ plus MeshCertificates (the adapter holds the run's CA) and HopInterposer (re-ren
 address for one workload, reload, wait until in effect).
 
 A subclass gives its ``name``, its :class:`ProxyFlavor`, its :class:`Implementation`, and its honest
-feature table ``UNSUPPORTED`` (feature -> one-line reason); every feature not in the table is claimed.
+:class:`~harness.adapters.kit.FeatureClaims` ``FEATURES``: the features it claims, and a one-line reason
+for those it does not; a feature it does not list is not supported.
 Options (``--mesh-option KEY=VALUE``): ``binary=/path/to/proxy`` tests a user's own build (default:
 the proxy found on PATH); ``keep_state=1`` leaves the rendered configs and logs in the state dir.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ssl
-import socket
 import subprocess
-import tempfile
 import threading
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
-from meshscenario import Scenario
-from harness.adapters.base import HttpRequest, HttpResponse, Implementation, WorkloadInfo
-from harness.adapters.reference import _ConnectionPool  # the same client every adapter's send() uses
+from harness.adapters.base import HttpRequest, HttpResponse, Implementation
+from harness.adapters.kit import (START_TIMEOUT_S, FeatureClaims, InterposedHop, KeepAliveClient, StateDeployment,
+                                  workload_certificate)
 from harness.adapters.thirdparty.runtime import ProxyFlavor, ThirdPartyMesh, find_binary
 from harness.features import Feature
-
-START_TIMEOUT_S = 60.0
-HARNESS_SPIFFE_PATH = "/ns/meshconform-system/sa/harness"
+from meshscenario import Scenario
 
 
-class ThirdPartyDeployment:
-    def __init__(self, state: Mapping[str, Any]):
-        self.state = state
-        self.workloads: dict[str, WorkloadInfo] = {
-            name: WorkloadInfo(name=name, service=w["service"], version=w["version"], instance=w["instance"],
-                               spiffe_id=w["spiffe_id"], inbound=w["inbound"], app=w["app"],
-                               echo_control=w["echo_control"], namespace=w["namespace"])
-            for name, w in state["workloads"].items()}
-
-    def echo(self, workload: str):
-        from fixtures.echo.client import EchoControl
-
-        return EchoControl(self.workloads[workload].echo_control)
 
 
 class ThirdPartyAdapter:
@@ -51,7 +31,7 @@ class ThirdPartyAdapter:
 
     name: ClassVar[str]
     binary_name: ClassVar[str]
-    UNSUPPORTED: ClassVar[dict[Feature, str]]
+    FEATURES: ClassVar[FeatureClaims]
 
     def __init__(self, options: Mapping[str, str] | None = None):
         options = dict(options or {})
@@ -59,7 +39,7 @@ class ThirdPartyAdapter:
         if options:
             raise ValueError(f"unknown {self.name} mesh options: {', '.join(sorted(options))} (known: binary)")
         self._mesh: ThirdPartyMesh | None = None
-        self._pool = _ConnectionPool()
+        self._pool = KeepAliveClient()
         self._lock = threading.RLock()
         self.bundle_path = ""  # MeshCertificates; a plain attribute so isinstance() works unstarted
 
@@ -75,10 +55,10 @@ class ThirdPartyAdapter:
         raise NotImplementedError
 
     def supported_features(self) -> frozenset[Feature]:
-        return frozenset(Feature) - frozenset(self.UNSUPPORTED)
+        return self.FEATURES.supported
 
     def unsupported_reason(self, feature: Feature) -> str:
-        return self.UNSUPPORTED.get(feature, f"{feature.value} is supported")
+        return self.FEATURES.reason(feature)
 
     def binary(self) -> str:
         return find_binary(self.binary_name, self._binary_option)
@@ -86,7 +66,7 @@ class ThirdPartyAdapter:
     def setup(self) -> None:
         self.binary()  # fail early, naming the missing proxy
 
-    def deploy(self, scenario: Scenario) -> ThirdPartyDeployment:
+    def deploy(self, scenario: Scenario) -> StateDeployment:
         with self._lock:
             if self._mesh is not None and self._mesh.can_apply(scenario):
                 self._mesh.apply(scenario)
@@ -97,7 +77,7 @@ class ThirdPartyAdapter:
                 mesh.start(timeout=START_TIMEOUT_S)
                 self._mesh = mesh
             self.bundle_path = str(self._mesh.identities.bundle_path)
-            return ThirdPartyDeployment(self._mesh.state)
+            return StateDeployment(self._mesh.state)
 
     def apply(self, scenario: Scenario) -> float:
         return self._running().apply(scenario)
@@ -123,30 +103,19 @@ class ThirdPartyAdapter:
 
     def workload_certificate(self, workload: str) -> bytes:
         """The leaf ``workload``'s inbound presents in a handshake with a harness SVID."""
-        from meshproxy import ca as ca_module
-
-        mesh = self._running()
-        now = dt.datetime.now(dt.timezone.utc)
-        cert_pem, key_pem = self.issue_certificate(f"spiffe://{mesh.scenario.trust_domain}{HARNESS_SPIFFE_PATH}",
-                                                   not_before=now - dt.timedelta(minutes=1),
-                                                   not_after=now + dt.timedelta(minutes=10))
-        context = ssl.create_default_context(cafile=self.bundle_path)
-        context.check_hostname = False  # SVIDs name a SPIFFE ID, not a host
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "c.pem").write_bytes(cert_pem + key_pem)
-            context.load_cert_chain(Path(tmp) / "c.pem")
-        host, _, port = self._workload(workload)["inbound"].rpartition(":")
-        with socket.create_connection((host, int(port)), timeout=5) as raw:
-            with context.wrap_socket(raw) as tls:
-                der = tls.getpeercert(binary_form=True)
-        return ca_module.cert_pem(ca_module.load_cert(der))
+        return workload_certificate(self._workload(workload)["inbound"], bundle_path=self.bundle_path,
+                                    trust_domain=self._running().scenario.trust_domain, issue=self.issue_certificate)
 
     # -- HopInterposer ---------------------------------------------------------------------------------
-    def interpose(self, dest_workload: str, proxy_factory: Callable[[str], Any]) -> "InterposedHop":
+    def interpose(self, dest_workload: str, proxy_factory: Callable[[str], Any]) -> InterposedHop:
         real = self._workload(dest_workload)["inbound"]
         proxy = proxy_factory(real)
         self._running().override(dest_workload, proxy.address)
-        return InterposedHop(self, dest_workload, proxy)
+        return InterposedHop(dest_workload, proxy, restore=lambda: self._restore_hop(dest_workload))
+
+    def _restore_hop(self, workload: str) -> None:
+        if self._mesh is not None and self._mesh.running:
+            self._mesh.override(workload, None)
 
     # -- helpers --------------------------------------------------------------------------------------
     def _running(self) -> ThirdPartyMesh:
@@ -161,20 +130,6 @@ class ThirdPartyAdapter:
         return workloads[workload]
 
 
-@dataclass
-class InterposedHop:
-    """The lease of a proxy on a hop: heal() points callers back at the real inbound (idempotent)."""
-
-    adapter: ThirdPartyAdapter
-    workload: str
-    proxy: Any
-    healed: bool = field(default=False)
-
-    def heal(self) -> None:
-        if not self.healed:
-            self.healed = True
-            if self.adapter._mesh is not None and self.adapter._mesh.running:
-                self.adapter._mesh.override(self.workload, None)
 
 
 def command_output(argv: list[str]) -> str:

@@ -11,7 +11,7 @@ from cryptography import x509
 from meshscenario import parse_scenario
 from harness.adapters.base import (HopInterposer, HttpRequest, MeshAdapter, MeshCertificates, MeshStats,
                                    ProcessControl)
-from harness.adapters.reference import SUPPORTED, UNSUPPORTED, ReferenceAdapter
+from harness.adapters.reference import FEATURES, ReferenceAdapter
 from harness.features import Feature
 from meshproxy.runtime.sweep import tagged_processes
 
@@ -27,11 +27,16 @@ def test_unstarted_adapter_is_cheap_and_declares_its_features():
         assert isinstance(adapter, protocol), protocol
     assert adapter.name == "reference"
     assert adapter.implementation().version  # from the installed package metadata
-    assert adapter.supported_features() == SUPPORTED
-    assert SUPPORTED.isdisjoint(UNSUPPORTED) and SUPPORTED | set(UNSUPPORTED) == set(Feature)
-    assert Feature.MTLS_STRICT in SUPPORTED
-    for feature in UNSUPPORTED:
-        assert adapter.unsupported_reason(feature) == UNSUPPORTED[feature]
+    assert adapter.supported_features() == FEATURES.supported
+    assert FEATURES.supported.isdisjoint(FEATURES.reasons)
+    assert Feature.MTLS_STRICT in FEATURES.supported
+    for feature in FEATURES.reasons:
+        assert adapter.unsupported_reason(feature) == FEATURES.reasons[feature]
+    # claimed, not assumed: a feature nobody listed is not supported, and says so
+    unlisted = set(Feature) - FEATURES.supported - set(FEATURES.reasons)
+    assert Feature.CHAOS_UPSTREAM_KILL in unlisted
+    for feature in unlisted:
+        assert "does not claim" in adapter.unsupported_reason(feature)
     adapter.close()  # nothing started: still safe
 
 
