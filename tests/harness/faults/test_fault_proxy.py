@@ -3,6 +3,7 @@
 import asyncio
 import os
 import socket
+from pathlib import Path
 import threading
 import time
 
@@ -94,7 +95,15 @@ def test_names_are_unique_and_toxics_can_come_from_data(loopback_ip):
         make_toxic("gremlins")
     with pytest.raises(ValueError, match="direction"):
         proxy.add(Latency(0.01), "sideways")
-    assert set(TOXICS) == {"latency", "bandwidth", "reset_peer", "timeout", "slicer"}
+
+
+def test_every_registered_toxic_is_a_toxic_with_its_own_test():
+    """Derived from the registry: a new toxic is one file, one registration line and one test file."""
+    here = Path(__file__).parent
+    assert TOXICS
+    for name, toxic in TOXICS.items():
+        assert callable(getattr(toxic, "pipe", None)), f"{name}: {toxic.__name__} has no pipe()"
+        assert (here / f"test_fault_{name}.py").is_file(), f"toxic {name!r} has no tests/harness/faults/test_fault_{name}.py"
 
 
 def _sync_round_trip_s(address) -> float:

@@ -1,0 +1,32 @@
+"""The registry of report formats: a new format is one pure module plus one line here.
+
+Each entry names the file it writes (``{stem}`` is the run's file stem, e.g. the mesh name) and the
+dotted path of its renderer, ``render(run: RunResult) -> str | None`` (None: nothing to write for this
+run). Renderers are imported only when reports are written. The first entry is the report of record
+and is written first, so one broken writer cannot cost it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+from harness.report.model import RunResult
+
+
+@dataclass(frozen=True)
+class ReportFormat:
+    file_name: str  # with "{stem}"
+    renderer: str  # "module:function"
+
+    def render(self) -> Callable[[RunResult], str | None]:
+        module, _, function = self.renderer.partition(":")
+        return getattr(importlib.import_module(module), function)
+
+
+FORMATS: tuple[ReportFormat, ...] = (
+    ReportFormat("conformance-{stem}.yaml", "harness.report.yaml_report:render_yaml"),
+    ReportFormat("conformance-{stem}.html", "harness.report.html_report:render_html"),
+    ReportFormat("smp-{stem}.yaml", "harness.report.smp:render_smp"),
+)
