@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 from typing import Callable
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from harness.adapters.kit.timeouts import HARNESS_SPIFFE_PATH
-from harness.probes import client_context, presented_certificate
+from harness.probes import client_context
 
 Issuer = Callable[..., tuple[bytes, bytes]]  # MeshCertificates.issue_certificate
 
@@ -19,7 +21,11 @@ def workload_certificate(inbound: str, *, bundle_path: str, trust_domain: str, i
     now = dt.datetime.now(dt.timezone.utc)
     cert_pem, key_pem = issue(f"spiffe://{trust_domain}{HARNESS_SPIFFE_PATH}",
                               not_before=now - dt.timedelta(minutes=1), not_after=now + dt.timedelta(minutes=10))
-    leaf = presented_certificate(inbound, client_context(bundle_path, cert_pem, key_pem), timeout_s)
-    if leaf is None:
+    host, _, port = inbound.rpartition(":")
+    # the handshake's own error (e.g. "certificate has expired") propagates: it is the finding
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as raw:
+        with client_context(bundle_path, cert_pem, key_pem).wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+    if not der:
         raise RuntimeError(f"{inbound} presented no certificate to a client holding a harness SVID")
-    return leaf.public_bytes(Encoding.PEM)
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM)
