@@ -4,6 +4,8 @@ Envoy: the route ``timeout`` is "an outer time limit for a request, including an
 spans every try and every backoff; when it passes the client gets 504 and nothing is retried. A try's
 own limit is ``per_try_timeout`` cut to what is left of the route timeout (Envoy arms the per-try timer
 only when it is shorter than the remaining global one). A timeout of 0 disables it, as in Envoy.
+The per-try timer starts when the try is sent on a ready connection (Envoy arms it at pool-ready,
+envoy#4903): connecting is bounded by the connect timeout and what is left of the route timeout only.
 Defect ``ignore_timeout``: no route deadline at all (per-try timeouts still apply).
 """
 

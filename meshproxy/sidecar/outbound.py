@@ -225,7 +225,10 @@ class _Exchange:
     async def _connect(self) -> None:
         ob = self.ob
         try:
-            upstream = await ob._connection(self.dest, self.endpoint, self.deadline.per_try(self.per_try, ob.loop.time()))
+            # connecting (and waiting for a pooled connection) is bounded by the route deadline and the
+            # connect timeout, never by the per-try timeout: that timer starts when the try is sent, as
+            # Envoy's does at pool-ready (envoy#4903), so a slow mTLS handshake does not fail a try
+            upstream = await ob._connection(self.dest, self.endpoint, self.deadline.remaining(ob.loop.time()))
         except _Overflow:
             ob.metrics.pending_overflow += 1
             self._finish(OVERFLOW)

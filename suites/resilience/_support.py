@@ -8,7 +8,9 @@ request carries the adapter's client timeout (10 s).
 from __future__ import annotations
 
 import concurrent.futures
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from harness.adapters.base import HttpRequest, HttpResponse, MeshAttemptCount
@@ -32,6 +34,26 @@ def send_all(mesh, requests: Sequence[HttpRequest], concurrency: int = 16) -> li
         return [mesh.send(CLIENT, r) for r in requests]
     with concurrent.futures.ThreadPoolExecutor(min(concurrency, MAX_WORKERS)) as pool:
         return list(pool.map(lambda r: mesh.send(CLIENT, r), requests))
+
+
+@dataclass(frozen=True)
+class TimedAnswer:
+    """An answer with the client's send and answer times on CLOCK_MONOTONIC (ns), the clock of the echo's
+    journal, so a check can time the mesh from the moment a try reached the upstream."""
+
+    sent_ns: int
+    answered_ns: int
+    response: HttpResponse
+
+
+def send_all_timed(mesh, requests: Sequence[HttpRequest], concurrency: int = 16) -> list[TimedAnswer]:
+    """``send_all`` with each request's send and answer times."""
+    def one(r: HttpRequest) -> TimedAnswer:
+        sent = time.monotonic_ns()
+        response = mesh.send(CLIENT, r)
+        return TimedAnswer(sent, time.monotonic_ns(), response)
+    with concurrent.futures.ThreadPoolExecutor(max(1, min(concurrency, MAX_WORKERS))) as pool:
+        return list(pool.map(one, requests))
 
 
 def program_all(echo, programs: dict[str, list[dict]], concurrency: int = 8) -> None:

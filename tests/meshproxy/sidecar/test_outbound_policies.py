@@ -3,9 +3,11 @@ connect failure, identity mismatch, plaintext to DISABLE, and the defect that dr
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 
 import aiohttp
 
+from harness.faults.proxy import FaultProxy
 from sidecar_testkit import INBOUND_PORT, OUTBOUND_PORT, two_service_scenario
 
 
@@ -55,6 +57,45 @@ async def test_per_try_timeout_cuts_a_hung_try_and_the_retry_succeeds(kit):
     assert status == 200
     assert time.monotonic() - started < 1.5
     assert len(app.arrivals) == 2
+
+
+@dataclass(frozen=True)
+class _SlowFirstFlight:
+    """Delays the first chunk the server sends on each connection (its TLS ServerHello flight): a slow
+    mTLS handshake, with every later byte on time."""
+
+    delay_s: float
+    seen: set = field(default_factory=set, compare=False)
+
+    async def pipe(self, chunk, send, link) -> None:
+        if link.connection_id not in self.seen:
+            self.seen.add(link.connection_id)
+            await asyncio.sleep(self.delay_s)  # the fault itself: hold the handshake's first answer
+        await send(chunk)
+
+
+async def test_per_try_timeout_starts_when_the_try_is_sent_not_while_connecting(kit):
+    """Envoy arms the per-try timer at pool-ready (envoy#4903): a handshake slower than the per-try
+    timeout does not fail the try; connecting is bounded by the connect timeout and the route deadline."""
+    scenario = _route(retries={"attempts": 1, "per_try_timeout": "200ms", "retry_on": ["5xx"],
+                               "backoff": {"base_interval": "1ms"}})
+    cip, bip, hop_ip = kit.ip(), kit.ip(), kit.ip()
+    app = await kit.app("backend", bip)
+    backend_endpoints = {"backend-v1-0": {"service": "backend", "version": "v1", "instance": 0,
+                                          "address": f"{bip}:{INBOUND_PORT}"}}
+    await kit.sidecar("backend", bip, scenario, backend_endpoints)
+    async with FaultProxy((hop_ip, 0), (bip, INBOUND_PORT)) as hop:
+        hop.add(_SlowFirstFlight(0.35), "downstream")
+        host, port = hop.address
+        client = await kit.sidecar("client", cip, scenario, {"backend-v1-0": {
+            "service": "backend", "version": "v1", "instance": 0, "address": f"{host}:{port}"}})
+        started = time.monotonic()
+        status, _, _ = await _get(cip, "/?key=slowtls")
+        elapsed = time.monotonic() - started
+    assert status == 200, f"a try failed while its connection was still being set up ({elapsed:.3f} s)"
+    assert [a["headers"]["x-envoy-attempt-count"] for a in app.arrivals] == ["1"]
+    assert elapsed >= 0.35
+    assert client.metrics.retries == 0
 
 
 async def test_route_timeout_answers_504_at_the_deadline(kit):
