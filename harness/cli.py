@@ -21,6 +21,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from meshruntime.processes import alive
+
 DEFAULT_STATE = "meshconform-state.json"
 DOWN_TIMEOUT_S = 15.0
 
@@ -151,13 +153,13 @@ def _down(args: argparse.Namespace) -> int:
         return 2
     pids = _pids_of(state)
     owner = state.get("owner_pid")
-    if owner and _alive(owner):
+    if owner and alive(owner):
         os.kill(owner, signal.SIGTERM)
     deadline = time.monotonic() + DOWN_TIMEOUT_S
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)  # polling pace while the owner stops its processes
     swept = sweep(run_id)
-    left = [p for p in pids if _alive(p)]
+    left = [p for p in pids if alive(p)]
     if left:
         errors.print(f"still running after {DOWN_TIMEOUT_S:.0f} s: {left}", markup=False)
         return 1
@@ -175,15 +177,6 @@ def _pids_of(state: dict) -> list[int]:
     for workload in state.get("workloads", {}).values():
         pids += workload.get("pids", {}).values()
     return [p for p in pids if isinstance(p, int)]
-
-
-def _alive(pid: int) -> bool:
-    """Alive and not a zombie (a zombie holds its pid until its parent reaps it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
 
 
 def _sweep(args: argparse.Namespace) -> int:

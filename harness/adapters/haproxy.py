@@ -32,7 +32,7 @@ from harness.adapters.thirdparty.runtime import run_check
 from harness.adapters.thirdparty.san_patterns import hex_pattern, uri_prefix_bytes, uri_san_bytes
 from harness.adapters.thirdparty.topology import HeaderCondition, ProxyView, RouteView, with_weights_capped
 from harness.features import Feature
-from meshproxy.runtime.procs import ManagedProcess, wait_until
+from meshruntime.processes import ManagedProcess, wait_until
 
 MAX_WEIGHT = 256  # HAProxy server weights are 0..256
 MASTER_TIMEOUT_S = 15.0  # a busy master re-executing and re-parsing takes well under this

@@ -37,7 +37,7 @@ from harness.adapters.thirdparty.san_patterns import pem_pattern, uri_prefix_byt
 from harness.adapters.thirdparty.topology import DestinationView, HeaderCondition, ProxyView, RouteView, \
     with_weights_capped
 from harness.features import Feature
-from meshproxy.runtime.procs import ManagedProcess
+from meshruntime.processes import ManagedProcess
 
 NEXT_UPSTREAM_STATUSES = {403, 404, 429, 500, 502, 503, 504}  # what proxy_next_upstream can name
 _NEXT_UPSTREAM = {

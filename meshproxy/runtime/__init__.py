@@ -1,6 +1,6 @@
 """Run the reference mesh as local processes: :class:`LocalMesh`, and :func:`sweep` for leftovers."""
 
 from meshproxy.runtime.local import LocalMesh, MeshStartError
-from meshproxy.runtime.sweep import sweep
+from meshruntime.sweep import sweep
 
 __all__ = ["LocalMesh", "MeshStartError", "sweep"]

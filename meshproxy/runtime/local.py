@@ -7,7 +7,7 @@
     mesh.stop()                   # idempotent; also runs at interpreter exit
 
 Addresses, command lines, bootstrap and state formats are those of docs/architecture.md. Children
-cannot outlive the owner (see :mod:`meshproxy.runtime.procs`); :func:`meshproxy.runtime.sweep.sweep`
+cannot outlive the owner (see :mod:`meshruntime.processes`); :func:`meshruntime.sweep.sweep`
 removes leftovers of owners that were killed before the kernel could help.
 """
 
@@ -30,8 +30,8 @@ from typing import Any, Mapping
 
 from meshscenario import Scenario, Workload
 from meshproxy import defects as defects_module
-from meshproxy.runtime import layout as layout_module
-from meshproxy.runtime.procs import ManagedProcess, stop_all, wait_until
+from meshruntime import layout as layout_module
+from meshruntime.processes import ManagedProcess, stop_all, wait_until
 
 COMPONENTS = ("controlplane", "sidecar", "echo")
 JOIN_TOKEN_TTL_S = 300

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from meshproxy.runtime.procs import OWNER_ENV, RUN_ID_ENV, wait_until
-from meshproxy.runtime.sweep import tagged_processes
+from meshruntime.processes import OWNER_ENV, RUN_ID_ENV, wait_until
+from meshruntime.sweep import tagged_processes
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 

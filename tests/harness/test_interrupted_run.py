@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from meshproxy.runtime.sweep import tagged_processes
+from meshruntime.sweep import tagged_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 SECURITY_PROCESSES = 9  # control plane + 4 workloads x (sidecar + echo)

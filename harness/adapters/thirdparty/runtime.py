@@ -2,7 +2,7 @@
 
 The layout is the reference runtime's (docs/architecture.md, "Addresses"): one random ``127.A.B.0/24``
 block per run, workload *i* on ``.(10+i)``, echo app 8080 / control 9000, proxy outbound 15001, inbound
-15006, admin 15000. Processes are :class:`meshproxy.runtime.procs.ManagedProcess` children (own
+15006, admin 15000. Processes are :class:`meshruntime.processes.ManagedProcess` children (own
 session, ``PR_SET_PDEATHSIG``, run id in the environment), so none outlives the harness and
 ``meshconform sweep`` finds leftovers.
 
@@ -29,8 +29,8 @@ from meshscenario import Scenario, Workload
 from harness.adapters.thirdparty.identity import WorkloadIdentities
 from harness.adapters.thirdparty.topology import ADMIN_PORT, APP_PORT, INBOUND_PORT, OUTBOUND_PORT, ProxyView, \
     proxy_view, server_name
-from meshproxy.runtime.layout import ECHO_CONTROL_PORT, plan, port_is_free
-from meshproxy.runtime.procs import ManagedProcess, log_tail, stop_all, wait_until
+from meshruntime.layout import ECHO_CONTROL_PORT, plan, port_is_free
+from meshruntime.processes import ManagedProcess, alive, children_of, log_tail, stop_all, wait_until
 
 POLL_S = 0.02
 RELOAD_TIMEOUT_S = 15.0  # old workers finish in-flight requests; the proxies' hard stop is 5 s
@@ -53,22 +53,6 @@ class ProxyFlavor(Protocol):
     def check(self, binary: str, config: Path) -> None:
         """Raise RuntimeError with the proxy's own message if ``config`` does not validate."""
         ...
-
-
-def children_of(pid: int) -> set[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return set()
-    return {int(p) for p in text.split()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def admin_generation(ip: str, timeout: float = 1.0) -> int | None:
@@ -174,7 +158,7 @@ class ThirdPartyMesh:
                 olds = old_workers[w.name]
                 self._wait(self.proxies[w.name], f"{self.flavor.name} of {w.name} at generation {self.generation}",
                            deadline, lambda ip=ip, olds=olds: admin_generation(ip) == self.generation
-                           and not any(_alive(p) for p in olds))
+                           and not any(alive(p) for p in olds))
             return time.monotonic() - began
 
     def override(self, workload: str, address: str | None) -> float:

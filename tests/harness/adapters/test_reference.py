@@ -13,7 +13,7 @@ from harness.adapters.base import (HopInterposer, HttpRequest, MeshAdapter, Mesh
                                    ProcessControl)
 from harness.adapters.reference import FEATURES, ReferenceAdapter
 from harness.features import Feature
-from meshproxy.runtime.sweep import tagged_processes
+from meshruntime.sweep import tagged_processes
 
 
 def _scenario(**extra):

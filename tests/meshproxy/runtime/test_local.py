@@ -11,8 +11,8 @@ import time
 import pytest
 
 from meshproxy.runtime import LocalMesh, MeshStartError
-from meshproxy.runtime.procs import wait_until
-from meshproxy.runtime.sweep import sweep, tagged_processes
+from meshruntime.processes import wait_until
+from meshruntime.sweep import sweep, tagged_processes
 
 from runtime_helpers import echo_json, get_through, small_scenario
 

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from meshscenario import parse_scenario
-from meshproxy.runtime.layout import (MAX_WORKLOADS, normalise_block, plan, port_is_free, random_block)
+from meshruntime.layout import (MAX_WORKLOADS, normalise_block, plan, port_is_free, random_block)
 
 SCENARIO = parse_scenario({"services": [{"name": "client"},
                                         {"name": "backend", "versions": [{"name": "v1", "instances": 2},
@@ -53,7 +53,7 @@ def test_random_block_skips_a_block_in_use():
 
 def test_block_with_b_zero_is_a_block_not_a_prefix():
     # "127.66.0" once lost its last part to a suffix strip meant for "127.66.0.0"
-    from meshproxy.runtime.layout import normalise_block
+    from meshruntime.layout import normalise_block
 
     assert normalise_block("127.66.0") == "127.66.0"
     assert normalise_block("127.66.0.0/24") == "127.66.0"

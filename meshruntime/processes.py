@@ -3,7 +3,7 @@
 Every child:
 - runs in its own session (``start_new_session``), so one ``killpg`` reaches it and anything it forks;
 - carries ``MESHCONFORM_RUN_ID`` and ``MESHCONFORM_OWNER`` (``"<pid>/<start ticks>"`` of the owner) in
-  its environment, so :mod:`meshproxy.runtime.sweep` can find it from ``/proc`` if the owner vanished;
+  its environment, so :mod:`meshruntime.sweep` can find it (psutil) if the owner vanished;
 - gets ``PR_SET_PDEATHSIG = SIGKILL``, so the kernel kills it when the owner dies, even by SIGKILL.
 
 The kernel delivers the parent-death signal when the *thread* that forked the child exits, not the
@@ -24,10 +24,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import psutil
+
 RUN_ID_ENV = "MESHCONFORM_RUN_ID"
 OWNER_ENV = "MESHCONFORM_OWNER"
 
 _PR_SET_PDEATHSIG = 1
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 _libc = ctypes.CDLL(None, use_errno=True)
 _spawn_requests: "queue.SimpleQueue[tuple[Future, tuple]]" = queue.SimpleQueue()
 _spawner: threading.Thread | None = None
@@ -35,14 +38,37 @@ _spawner_lock = threading.Lock()
 
 
 def process_start_ticks(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks): tells a pid from a reused one."""
+    """The process's start time in clock ticks since boot (psutil): tells a pid from a reused one."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return round((psutil.Process(pid).create_time() - psutil.boot_time()) * _TICKS_PER_SECOND)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    # the command name (field 2) may contain spaces and parentheses: split after its last ')'
-    fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[19])
+
+
+def alive(pid: int) -> bool:
+    """Alive and not a zombie (a zombie holds its pid until its parent reaps it)."""
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def children_of(pid: int) -> set[int]:
+    """The direct children of ``pid`` (empty if it is gone)."""
+    try:
+        return {c.pid for c in psutil.Process(pid).children()}
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return set()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` (all its threads); raises ProcessLookupError if it is gone.
+    Resolution is one clock tick (``SC_CLK_TCK``, 10 ms here): sample over seconds."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        raise ProcessLookupError(pid) from None
+    return times.user + times.system
 
 
 def owner_token(pid: int | None = None) -> str:

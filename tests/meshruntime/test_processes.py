@@ -8,9 +8,9 @@ import textwrap
 import time
 import uuid
 
-from meshproxy.runtime.procs import (OWNER_ENV, RUN_ID_ENV, ManagedProcess, owner_alive, owner_token,
+from meshruntime.processes import (OWNER_ENV, RUN_ID_ENV, ManagedProcess, owner_alive, owner_token,
                                      stop_all, wait_until)
-from meshproxy.runtime.sweep import sweep, tagged_processes
+from meshruntime.sweep import sweep, tagged_processes
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 IGNORES_TERM = [sys.executable, "-c",
@@ -69,7 +69,7 @@ def test_children_die_with_an_owner_killed_by_sigkill(tmp_path):
     owner_script = textwrap.dedent(f"""
         import sys, threading
         from pathlib import Path
-        from meshproxy.runtime.procs import ManagedProcess
+        from meshruntime.processes import ManagedProcess
         argv = {SLEEPER!r}
         procs = [ManagedProcess(f"c{{i}}", argv, run_id={run_id!r}, log_path=Path({str(tmp_path)!r}) / f"c{{i}}.log")
                  for i in range(3)]
