@@ -1,95 +1,91 @@
-"""The keep-alive HTTP/1.1 client behind every adapter's ``send()``, shared by threads.
+"""The keep-alive HTTP/1.1 client behind every adapter's ``send()``, shared by threads: urllib3 pools.
 
-A request is never retried by the client (a retry would corrupt the arrival counts the checks measure):
-instead a pooled connection the peer has closed is noticed before it is used (it is readable while idle)
-and replaced. The HTTP side is ``http.client`` (no hand parsing).
+A request is never retried by the client (``retries=False``: a retry would corrupt the arrival counts
+the checks measure); a pooled connection the peer has closed is noticed before it is used (urllib3
+checks an idle socket for readability before reuse) and replaced. Errors come back as an
+``HttpResponse`` with ``status=None`` and one of the strings the checks read: ``"connection reset
+(<cause>)"``, ``"timeout"``, ``"connection refused"``, else ``"<Class>: <message>"``.
 """
 
 from __future__ import annotations
 
 import http.client
-import select
 import socket
 import threading
 import time
+
+import urllib3
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 
 from harness.adapters.base import HttpRequest, HttpResponse
 
 
 class KeepAliveClient:
-    """Keep-alive connections per address; ``send()`` one request, ``close()`` every idle connection."""
+    """One urllib3 connection pool per address; ``send()`` one request, ``close()`` every pool."""
 
-    MAX_IDLE_PER_ADDRESS = 32
+    MAX_IDLE_PER_ADDRESS = 64  # the suites send at most 64 requests at once (one thread each)
 
     def __init__(self):
-        self._idle: dict[str, list[http.client.HTTPConnection]] = {}
+        self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
         self._lock = threading.Lock()
 
     def send(self, address: str, request: HttpRequest) -> HttpResponse:
         headers = dict(request.headers)
         if request.host is not None:
             headers["Host"] = request.host
+        pool = self._pool(address)
+        timeout = urllib3.Timeout(connect=request.timeout_s, read=request.timeout_s)
         began = time.perf_counter()
-        conn = self._take(address, request.timeout_s)
         try:
-            conn.request(request.method, request.path, body=request.body or None, headers=headers)
-            response = conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
+            response = pool.urlopen(request.method, request.path, body=request.body or None, headers=headers,
+                                    retries=False, redirect=False, timeout=timeout, preload_content=True,
+                                    assert_same_host=False)
+        except (OSError, HTTPError) as exc:
             return HttpResponse(status=None, elapsed_s=time.perf_counter() - began, error=_describe(exc))
         elapsed = time.perf_counter() - began
-        merged: dict[str, str] = {}
-        for name, value in response.getheaders():
-            name = name.lower()
-            merged[name] = f"{merged[name]}, {value}" if name in merged else value
-        if response.will_close:
-            conn.close()
-        else:
-            self._give_back(address, conn)
-        return HttpResponse(status=response.status, headers=merged, body=body, elapsed_s=elapsed)
+        merged = {name.lower(): value for name, value in response.headers.itermerged()}
+        return HttpResponse(status=response.status, headers=merged, body=response.data, elapsed_s=elapsed)
 
-    def _take(self, address: str, timeout: float) -> http.client.HTTPConnection:
+    def _pool(self, address: str) -> urllib3.HTTPConnectionPool:
         with self._lock:
-            idle = self._idle.get(address, [])
-            while idle:
-                conn = idle.pop()
-                if _still_open(conn):
-                    conn.sock.settimeout(timeout)
-                    return conn
-                conn.close()
-        host, _, port = address.rpartition(":")
-        return http.client.HTTPConnection(host, int(port), timeout=timeout)
-
-    def _give_back(self, address: str, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(address, [])
-            if len(idle) < self.MAX_IDLE_PER_ADDRESS:
-                idle.append(conn)
-                return
-        conn.close()
+            pool = self._pools.get(address)
+            if pool is None:
+                host, _, port = address.rpartition(":")
+                pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=self.MAX_IDLE_PER_ADDRESS, block=False,
+                                                  retries=False)
+                self._pools[address] = pool
+            return pool
 
     def close(self) -> None:
         with self._lock:
-            for conns in self._idle.values():
-                for conn in conns:
-                    conn.close()
-            self._idle.clear()
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
 
 
-def _still_open(conn: http.client.HTTPConnection) -> bool:
-    """An idle keep-alive socket is readable only if the peer closed it (or sent junk): then drop it."""
-    if conn.sock is None:
-        return False
-    readable, _, _ = select.select([conn.sock], [], [], 0)
-    return not readable
+def _causes(exc: BaseException):
+    """The exception and what it wraps (urllib3 wraps socket errors in its own)."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        stack += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+        stack += [e.__cause__, e.__context__]
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (ConnectionResetError, http.client.RemoteDisconnected)):
-        return f"connection reset ({exc.__class__.__name__})"
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timeout"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
+    causes = list(_causes(exc))
+    for e in causes:
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+    for e in causes:
+        if isinstance(e, (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
+            return f"connection reset ({e.__class__.__name__})"
+    for e in causes:
+        if isinstance(e, (ReadTimeoutError, ConnectTimeoutError, socket.timeout, TimeoutError)):
+            return "timeout"
     return f"{exc.__class__.__name__}: {exc}"
