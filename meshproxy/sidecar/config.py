@@ -71,8 +71,10 @@ class ConfigStore:
         self._defects = defects
         self.current: Snapshot | None = None
 
-    def apply(self, generation: int, version: int, scenario: Scenario | Mapping,
-              endpoints: Mapping[str, Mapping]) -> Snapshot:
+    def install(self, generation: int, version: int, scenario: Scenario | Mapping,
+                endpoints: Mapping[str, Mapping]) -> Snapshot:
+        """Install one generation of config (pushed by the control plane or static) as the new
+        ``current`` snapshot. (``apply`` is the harness's word: a scenario applied to a whole mesh.)"""
         if not isinstance(scenario, Scenario):
             scenario = parse_scenario(dict(scenario))
         loop = asyncio.get_running_loop()

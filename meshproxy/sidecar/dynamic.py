@@ -51,7 +51,7 @@ class ControlPlaneSession:
 
     async def fetch_initial(self) -> None:
         answer = await self.client.config(self._boot.workload, after=-1, wait=0)
-        self._apply(answer)
+        self._install(answer)
         # ack at once: the next long-poll only returns on a newer generation, so without this the
         # control plane would not know this one is in effect until something else changed
         await self.client.ack(self._boot.workload, answer["generation"], answer["version"])
@@ -64,11 +64,11 @@ class ControlPlaneSession:
     async def deregister(self) -> None:
         await self.client.deregister(self._boot.workload)
 
-    def _apply(self, answer: dict[str, Any]) -> None:
+    def _install(self, answer: dict[str, Any]) -> None:
         current = self._config.current
         if current is not None and answer["generation"] == current.generation:
             return
-        self._config.apply(answer["generation"], answer["version"], answer["scenario"], answer["endpoints"])
+        self._config.install(answer["generation"], answer["version"], answer["scenario"], answer["endpoints"])
         log.info("applied generation %s (scenario version %s)", answer["generation"], answer["version"])
 
     async def watch(self, on_applied: Callable[[], None] = lambda: None) -> None:
@@ -78,7 +78,7 @@ class ControlPlaneSession:
             after = current.generation if current is not None else -1
             try:
                 answer = await self.client.config(self._boot.workload, after=after, wait=LONG_POLL_S)
-                self._apply(answer)
+                self._install(answer)
                 await self.client.ack(self._boot.workload, answer["generation"], answer["version"])
                 on_applied()
                 backoff = 0.2

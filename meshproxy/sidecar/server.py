@@ -109,8 +109,8 @@ class Sidecar:
         svid = Svid.from_pem(Path(static["cert"]).read_bytes(), Path(static["key"]).read_bytes(),
                              Path(self.boot.bundle).read_bytes())
         self.certs.install(svid)
-        self.config.apply(static.get("generation", 1), static.get("version", 1), static["scenario"],
-                          static["endpoints"])
+        self.config.install(static.get("generation", 1), static.get("version", 1), static["scenario"],
+                            static["endpoints"])
 
     async def stop(self) -> None:
         self.ready = False

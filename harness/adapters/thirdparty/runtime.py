@@ -23,14 +23,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Protocol
 
 from meshscenario import Scenario, Workload
 from harness.adapters.thirdparty.identity import WorkloadIdentities
 from harness.adapters.thirdparty.topology import ADMIN_PORT, APP_PORT, INBOUND_PORT, OUTBOUND_PORT, ProxyView, \
     proxy_view, server_name
 from meshruntime.layout import ECHO_CONTROL_PORT, plan, port_is_free
-from meshruntime.processes import ManagedProcess, alive, children_of, log_tail, stop_all, wait_until
+from meshruntime.processes import ManagedProcess, alive, children_of, stop_all, wait_until
 
 POLL_S = 0.02
 RELOAD_TIMEOUT_S = 15.0  # old workers finish in-flight requests; the proxies' hard stop is 5 s
