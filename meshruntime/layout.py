@@ -11,6 +11,7 @@ import errno
 import random
 import socket
 from dataclasses import dataclass
+from typing import Callable
 
 from meshscenario import Scenario
 
@@ -86,16 +87,19 @@ def normalise_block(block: str) -> str:
     return f"127.{a}.{b}"
 
 
-def random_block(rng: random.Random | None = None, *, attempts: int = 50) -> str:
-    """A random block whose control-plane address is free right now (tries up to ``attempts`` blocks).
+def random_block(rng: random.Random | None = None, *, attempts: int = 50,
+                 free: Callable[[str], bool] | None = None) -> str:
+    """A random block that ``free(block)`` finds unused right now (default: its control-plane address is
+    free); tries up to ``attempts`` blocks.
 
-    Checking one port is a cheap guard against a collision with another run; it cannot reserve the
+    Checking a port is a cheap guard against a collision with another run; it cannot reserve the
     block, but with 64,770 blocks two runs picking the same one at once is unlikely.
     """
     rng = rng or random.SystemRandom()
+    free = free or (lambda block: port_is_free(f"{block}.1", CONTROLPLANE_PORT))
     for _ in range(attempts):
         block = f"127.{rng.randint(1, 254)}.{rng.randint(0, 255)}"
-        if port_is_free(f"{block}.1", CONTROLPLANE_PORT):
+        if free(block):
             return block
     raise RuntimeError(f"no free 127.A.B.0/24 block found in {attempts} tries")
 

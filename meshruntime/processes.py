@@ -14,6 +14,7 @@ or, when called from another thread, one long-lived spawner thread.
 from __future__ import annotations
 
 import ctypes
+import http.client
 import os
 import signal
 import subprocess
@@ -223,3 +224,30 @@ def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, inte
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what}: not within {timeout:.1f} s")
         time.sleep(interval)  # the pace of polling, not a synchronisation
+
+
+def wait_ready(proc: ManagedProcess, what: str, deadline: float, ready: Callable[[], bool], *,
+               interval: float = 0.05) -> None:
+    """Poll ``ready`` until it is true, the monotonic ``deadline`` passes, or ``proc`` exits; the
+    TimeoutError names ``what`` and carries the last lines of the process's log."""
+    def exited() -> str | None:
+        code = proc.exit_code()
+        return None if code is None else f"exited with code {code}"
+    try:
+        wait_until(ready, timeout=max(0.0, deadline - time.monotonic()), what=what, interval=interval,
+                   abort=exited)
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}\n--- last lines of {proc.log_path} ---\n{proc.log_tail()}") from None
+
+
+def http_ok(hostport: str, path: str, timeout: float = 1.0) -> bool:
+    """True when a plain-HTTP GET of ``path`` answers 200 (readiness probes)."""
+    host, _, port = hostport.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()

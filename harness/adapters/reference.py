@@ -164,16 +164,16 @@ class ReferenceAdapter:
 
     # -- ProcessControl ---------------------------------------------------------------------------------
     def kill(self, component: str) -> None:
-        self._running().kill(*_component(component))
+        self._running().kill(component)
 
     def pause(self, component: str) -> None:
-        self._running().pause(*_component(component))
+        self._running().pause(component)
 
     def resume(self, component: str) -> None:
-        self._running().resume(*_component(component))
+        self._running().resume(component)
 
     def restart(self, component: str) -> None:
-        self._running().restart(*_component(component))
+        self._running().restart(component)
 
     # -- helpers ------------------------------------------------------------------------------------------
     def _running(self):
@@ -200,18 +200,6 @@ class ReferenceAdapter:
         return Path("reports") / "logs" / run_id if self._keep_logs else None
 
 
-
-
-def _component(component: str) -> tuple[str, str | None]:
-    """ProcessControl names → LocalMesh's: "controlplane", "<workload>" (sidecar), "<workload>/echo"."""
-    if component == "controlplane":
-        return "controlplane", None
-    workload, _, part = component.partition("/")
-    if part in ("", "sidecar"):
-        return "sidecar", workload
-    if part == "echo":
-        return "echo", workload
-    raise ValueError(f"unknown component {component!r}: use 'controlplane', '<workload>' or '<workload>/echo'")
 
 
 def _package_version() -> str:

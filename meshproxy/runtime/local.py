@@ -14,12 +14,10 @@ removes leftovers of owners that were killed before the kernel could help.
 from __future__ import annotations
 
 import atexit
-import http.client
 import json
 import os
 import secrets
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -31,7 +29,8 @@ from typing import Any, Mapping
 from meshscenario import Scenario, Workload
 from meshproxy import defects as defects_module
 from meshruntime import layout as layout_module
-from meshruntime.processes import ManagedProcess, stop_all, wait_until
+from meshruntime.control import ProcessControlled
+from meshruntime.processes import ManagedProcess, http_ok, stop_all, wait_ready, wait_until
 
 COMPONENTS = ("controlplane", "sidecar", "echo")
 JOIN_TOKEN_TTL_S = 300
@@ -41,7 +40,7 @@ class MeshStartError(RuntimeError):
     """A component did not become ready; the message carries the tail of its log."""
 
 
-class LocalMesh:
+class LocalMesh(ProcessControlled):
     def __init__(self, scenario: Scenario, *, state_dir: str | Path | None = None, run_id: str | None = None,
                  defects: Mapping[str, Any] | None = None, block: str | None = None,
                  python: str = sys.executable, log_dir: str | Path | None = None):
@@ -166,52 +165,33 @@ class LocalMesh:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    # -- chaos --------------------------------------------------------------------------------------
-    def process(self, component: str, workload: str | None = None) -> ManagedProcess:
-        if component == "controlplane":
+    # -- ProcessControl (meshruntime.control): kill/pause/resume/restart("<component>") ---------------
+    def component_process(self, kind: str, workload: str | None) -> ManagedProcess:
+        if kind == "controlplane":
             proc = self._controlplane
-        elif component in ("sidecar", "echo"):
-            if workload is None:
-                raise ValueError(f"{component} needs a workload name")
-            table = self._sidecars if component == "sidecar" else self._echoes
+        elif kind in ("sidecar", "echo"):
+            table = self._sidecars if kind == "sidecar" else self._echoes
             proc = table.get(workload)
             if proc is None:
                 raise KeyError(f"no workload {workload!r} (have {', '.join(sorted(table))})")
         else:
-            raise ValueError(f"component must be one of {', '.join(COMPONENTS)}, not {component!r}")
+            raise ValueError(f"component must be one of {', '.join(COMPONENTS)}, not {kind!r}")
         if proc is None:
             raise RuntimeError("the mesh is not started")
         return proc
 
-    def kill(self, component: str, workload: str | None = None) -> None:
-        """SIGKILL a component's process group and reap it (it stays down until restart())."""
-        proc = self.process(component, workload)
-        proc.signal_group(signal.SIGKILL)
-        proc.popen.wait(timeout=5)
-
-    def pause(self, component: str, workload: str | None = None) -> None:
-        self.process(component, workload).signal_group(signal.SIGSTOP)
-
-    def resume(self, component: str, workload: str | None = None) -> None:
-        self.process(component, workload).signal_group(signal.SIGCONT)
-
-    def restart(self, component: str, workload: str | None = None, timeout: float = 30.0) -> float:
-        """Stop (gracefully if it still runs) and start a component; returns seconds until it is ready."""
+    def start_component(self, kind: str, workload: str | None, deadline: float) -> None:
         with self._lock:
-            began = time.monotonic()
-            deadline = began + timeout
-            self.process(component, workload).stop()
-            if component == "controlplane":
+            if kind == "controlplane":
                 self._start_controlplane(deadline)
                 self._wait_in_effect(deadline)  # every sidecar found it again and acked
-            elif component == "echo":
+            elif kind == "echo":
                 self._start_echo(self._workload(workload))
                 self._wait_echo_ready(workload, deadline)
             else:
                 self._start_sidecar(self._workload(workload))
                 self._wait_sidecar_ready(workload, deadline)
                 self._wait_in_effect(deadline)
-            return time.monotonic() - began
 
     # -- state --------------------------------------------------------------------------------------
     @property
@@ -318,23 +298,20 @@ class LocalMesh:
 
     # -- waiting ------------------------------------------------------------------------------------------
     def _wait(self, proc: ManagedProcess, what: str, deadline: float, ready) -> None:
-        def exited() -> str | None:
-            code = proc.exit_code()
-            return None if code is None else f"exited with code {code}"
         try:
-            wait_until(ready, timeout=max(0.0, deadline - time.monotonic()), what=what, abort=exited)
+            wait_ready(proc, what, deadline, ready)
         except TimeoutError as exc:
-            raise MeshStartError(f"{exc}\n--- last lines of {proc.log_path} ---\n{proc.log_tail()}") from None
+            raise MeshStartError(str(exc)) from None
 
     def _wait_echo_ready(self, name: str, deadline: float) -> None:
         addr = self.layout.workloads[name]
         self._wait(self._echoes[name], f"echo of {name} on {addr.echo_control}", deadline,
-                   lambda: _http_ok(addr.echo_control, "/healthz"))
+                   lambda: http_ok(addr.echo_control, "/healthz"))
 
     def _wait_sidecar_ready(self, name: str, deadline: float) -> None:
         addr = self.layout.workloads[name]
         self._wait(self._sidecars[name], f"sidecar of {name} (admin {addr.admin}/ready)", deadline,
-                   lambda: _http_ok(addr.admin, "/ready"))
+                   lambda: http_ok(addr.admin, "/ready"))
 
     def _wait_in_effect(self, deadline: float) -> None:
         expected = {w.name for w in self.scenario.workloads()}
@@ -373,16 +350,3 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     os.chmod(path, 0o600)  # O_CREAT's mode does not apply to a file that already existed
-
-
-def _http_ok(hostport: str, path: str, timeout: float = 1.0) -> bool:
-    """True when a plain-HTTP GET answers 200 (used for readiness probes)."""
-    host, _, port = hostport.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()

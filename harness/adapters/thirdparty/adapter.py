@@ -27,7 +27,8 @@ from meshscenario import Scenario
 
 
 class ThirdPartyAdapter:
-    """MeshAdapter + MeshCertificates + HopInterposer for a proxy run as every workload's sidecar."""
+    """MeshAdapter + MeshCertificates + HopInterposer + ProcessControl for a proxy run as every
+    workload's sidecar (ProcessControl: "<workload>" is its proxy, "<workload>/echo" its app)."""
 
     name: ClassVar[str]
     binary_name: ClassVar[str]
@@ -118,6 +119,19 @@ class ThirdPartyAdapter:
             self._mesh.override(workload, None)
 
     # -- helpers --------------------------------------------------------------------------------------
+    # -- ProcessControl: the runtime's (meshruntime.control), shared with the reference mesh -------------
+    def kill(self, component: str) -> None:
+        self._running().kill(component)
+
+    def pause(self, component: str) -> None:
+        self._running().pause(component)
+
+    def resume(self, component: str) -> None:
+        self._running().resume(component)
+
+    def restart(self, component: str) -> None:
+        self._running().restart(component)
+
     def _running(self) -> ThirdPartyMesh:
         if self._mesh is None or not self._mesh.running:
             raise RuntimeError(f"no {self.name} mesh is running: deploy() a scenario first")

@@ -29,8 +29,9 @@ from meshscenario import Scenario, Workload
 from harness.adapters.thirdparty.identity import WorkloadIdentities
 from harness.adapters.thirdparty.topology import ADMIN_PORT, APP_PORT, INBOUND_PORT, OUTBOUND_PORT, ProxyView, \
     proxy_view, server_name
-from meshruntime.layout import ECHO_CONTROL_PORT, plan, port_is_free
-from meshruntime.processes import ManagedProcess, alive, children_of, stop_all, wait_until
+from meshruntime.layout import ECHO_CONTROL_PORT, plan, port_is_free, random_block
+from meshruntime.control import ProcessControlled
+from meshruntime.processes import ManagedProcess, alive, children_of, http_ok, stop_all, wait_ready
 
 POLL_S = 0.02
 RELOAD_TIMEOUT_S = 15.0  # old workers finish in-flight requests; the proxies' hard stop is 5 s
@@ -68,19 +69,7 @@ def admin_generation(ip: str, timeout: float = 1.0) -> int | None:
         conn.close()
 
 
-def _http_ok(hostport: str, path: str) -> bool:
-    host, _, port = hostport.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=1.0)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
-
-class ThirdPartyMesh:
+class ThirdPartyMesh(ProcessControlled):
     """Echoes and proxies of one scenario; :meth:`apply` re-renders and reloads every proxy."""
 
     def __init__(self, flavor: ProxyFlavor, binary: str, scenario: Scenario, *, run_id: str,
@@ -107,25 +96,16 @@ class ThirdPartyMesh:
         deadline = time.monotonic() + timeout
         try:
             for w in self.scenario.workloads():
-                ip = self.layout.workloads[w.name].ip
                 work = self.work_dir(w.name)
                 work.mkdir(parents=True, exist_ok=True)
                 self.identities.issue(w.name, w.spiffe_id, work / "svid.pem", server_name(w.service, w.namespace))
-                self.echoes[w.name] = self._spawn(f"echo-{w.name}", [
-                    sys.executable, "-m", "fixtures.echo", "--listen", f"{ip}:{APP_PORT}",
-                    "--control", f"{ip}:{ECHO_CONTROL_PORT}", "--service", w.service, "--version", w.version,
-                    "--instance", str(w.instance)]).start()
+                self._start_echo(w)
             self.generation = 1
             for w in self.scenario.workloads():
-                config = self._write_config(w)
-                self.proxies[w.name] = self._spawn(f"{self.flavor.name}-{w.name}",
-                                                   self.flavor.argv(self.binary, config)).start()
+                self._start_proxy(w)
             for w in self.scenario.workloads():
-                ip = self.layout.workloads[w.name].ip
-                self._wait(self.echoes[w.name], f"echo of {w.name}", deadline,
-                           lambda ip=ip: _http_ok(f"{ip}:{ECHO_CONTROL_PORT}", "/healthz"))
-                self._wait(self.proxies[w.name], f"{self.flavor.name} of {w.name}", deadline,
-                           lambda ip=ip: admin_generation(ip) == self.generation)
+                self._wait_echo(w, deadline)
+                self._wait_proxy(w, deadline)
             self.identities.start()
             self.running = True
         except BaseException:
@@ -156,9 +136,9 @@ class ThirdPartyMesh:
             for w in self.scenario.workloads():
                 ip = self.layout.workloads[w.name].ip
                 olds = old_workers[w.name]
-                self._wait(self.proxies[w.name], f"{self.flavor.name} of {w.name} at generation {self.generation}",
+                wait_ready(self.proxies[w.name], f"{self.flavor.name} of {w.name} at generation {self.generation}",
                            deadline, lambda ip=ip, olds=olds: admin_generation(ip) == self.generation
-                           and not any(alive(p) for p in olds))
+                           and not any(alive(p) for p in olds), interval=POLL_S)
             return time.monotonic() - began
 
     def override(self, workload: str, address: str | None) -> float:
@@ -177,6 +157,46 @@ class ThirdPartyMesh:
         self.proxies.clear()
         self.echoes.clear()
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _start_echo(self, w: Workload) -> None:
+        ip = self.layout.workloads[w.name].ip
+        self.echoes[w.name] = self._spawn(f"echo-{w.name}", [
+            sys.executable, "-m", "fixtures.echo", "--listen", f"{ip}:{APP_PORT}",
+            "--control", f"{ip}:{ECHO_CONTROL_PORT}", "--service", w.service, "--version", w.version,
+            "--instance", str(w.instance)]).start()
+
+    def _start_proxy(self, w: Workload) -> None:
+        config = self._write_config(w)
+        self.proxies[w.name] = self._spawn(f"{self.flavor.name}-{w.name}", self.flavor.argv(self.binary, config)).start()
+
+    def _wait_echo(self, w: Workload, deadline: float) -> None:
+        ip = self.layout.workloads[w.name].ip
+        wait_ready(self.echoes[w.name], f"echo of {w.name}", deadline,
+                   lambda: http_ok(f"{ip}:{ECHO_CONTROL_PORT}", "/healthz"), interval=POLL_S)
+
+    def _wait_proxy(self, w: Workload, deadline: float) -> None:
+        ip = self.layout.workloads[w.name].ip
+        wait_ready(self.proxies[w.name], f"{self.flavor.name} of {w.name}", deadline,
+                   lambda: admin_generation(ip) == self.generation, interval=POLL_S)
+
+    # -- ProcessControl (meshruntime.control): "<workload>" is its proxy; there is no control plane ------
+    def component_process(self, kind: str, workload: str | None) -> ManagedProcess:
+        if kind == "controlplane":
+            raise ValueError(f"{self.flavor.name} has no control plane: the harness renders its config")
+        table = self.proxies if kind == "sidecar" else self.echoes
+        if workload not in table:
+            raise KeyError(f"no workload {workload!r} (have {', '.join(sorted(table))})")
+        return table[workload]
+
+    def start_component(self, kind: str, workload: str | None, deadline: float) -> None:
+        with self._lock:
+            w = next(x for x in self.scenario.workloads() if x.name == workload)
+            if kind == "echo":
+                self._start_echo(w)
+                self._wait_echo(w, deadline)
+            else:
+                self._start_proxy(w)
+                self._wait_proxy(w, deadline)
 
     # -- views ------------------------------------------------------------------------------------------
     def work_dir(self, workload: str) -> Path:
@@ -224,24 +244,11 @@ class ThirdPartyMesh:
         return ManagedProcess(name, argv, run_id=self.run_id, log_path=self.state_dir / "logs" / f"{name}.log",
                               cwd=str(self.state_dir))
 
-    def _wait(self, proc: ManagedProcess, what: str, deadline: float, ready) -> None:
-        def exited() -> str | None:
-            if proc.running():
-                return None
-            return f"exited with {proc.exit_code()}; log:\n{proc.log_tail()}"
-        wait_until(ready, timeout=max(0.0, deadline - time.monotonic()), what=what, interval=POLL_S,
-                   abort=exited)
-
 
 def _free_block() -> str:
-    import random
-
-    rng = random.SystemRandom()
-    for _ in range(50):
-        block = f"127.{rng.randint(1, 254)}.{rng.randint(0, 255)}"
-        if port_is_free(f"{block}.10", OUTBOUND_PORT) and port_is_free(f"{block}.10", APP_PORT):
-            return block
-    raise RuntimeError("no free 127.A.B.0/24 block found in 50 tries")
+    """A block whose first workload's outbound and app ports are free (there is no control plane)."""
+    return random_block(free=lambda block: port_is_free(f"{block}.10", OUTBOUND_PORT)
+                        and port_is_free(f"{block}.10", APP_PORT))
 
 
 def find_binary(name: str, option: str | None) -> str:

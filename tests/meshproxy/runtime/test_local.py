@@ -77,11 +77,11 @@ def test_apply_changes_the_config_everywhere(mesh):
 def test_kill_then_restart_sidecar(mesh):
     outbound = mesh.state["workloads"]["client-v1-0"]["outbound"]
     old_pid = mesh.state["workloads"]["client-v1-0"]["pids"]["sidecar"]
-    mesh.kill("sidecar", "client-v1-0")
+    mesh.kill("client-v1-0")
     assert _gone(old_pid)
     with pytest.raises(ConnectionRefusedError):
         get_through(outbound, "backend")
-    seconds = mesh.restart("sidecar", "client-v1-0")
+    seconds = mesh.restart("client-v1-0")
     new_pid = mesh.state["workloads"]["client-v1-0"]["pids"]["sidecar"]
     assert new_pid != old_pid and seconds < 30
     assert get_through(outbound, "backend")[0] == 200
@@ -89,7 +89,7 @@ def test_kill_then_restart_sidecar(mesh):
 
 def test_pause_and_resume_echo(mesh):
     outbound = mesh.state["workloads"]["client-v1-0"]["outbound"]
-    mesh.pause("echo", "backend-v1-0")
+    mesh.pause("backend-v1-0/echo")
     try:
         began = time.monotonic()
         status, _, _ = get_through(outbound, "backend", timeout=10)
@@ -98,7 +98,7 @@ def test_pause_and_resume_echo(mesh):
     except TimeoutError:
         pass
     finally:
-        mesh.resume("echo", "backend-v1-0")
+        mesh.resume("backend-v1-0/echo")
     assert get_through(outbound, "backend")[0] == 200
 
 
