@@ -13,6 +13,7 @@ import pytest
 from meshruntime.processes import OWNER_ENV, RUN_ID_ENV, wait_until
 from meshruntime.sweep import tagged_processes
 
+# a child that just stays alive (60 s bounds it if a test leaks it); nothing waits on its sleep
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 

@@ -12,6 +12,7 @@ from meshruntime.processes import (OWNER_ENV, RUN_ID_ENV, ManagedProcess, owner_
                                      stop_all, wait_until)
 from meshruntime.sweep import sweep, tagged_processes
 
+# children that just stay alive (60 s bounds a leaked one); the tests poll their state, never sleep
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 IGNORES_TERM = [sys.executable, "-c",
                 "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

@@ -41,9 +41,9 @@ async def start_server_on_random_ip(behaviour: Behaviour, ssl_context: ssl.SSLCo
             behaviour.stalled_at.append(now)
         if now < behaviour.stall_until:
             # every request that arrives during the stall waits for its end, like a GC pause
-            await asyncio.sleep(behaviour.stall_until - now)
+            await asyncio.sleep(behaviour.stall_until - now)  # the simulated stall itself, not a wait
         if behaviour.delay_s:
-            await asyncio.sleep(behaviour.delay_s)
+            await asyncio.sleep(behaviour.delay_s)  # the server's programmed service time
         return web.Response(status=behaviour.status, text="ok")
 
     app = web.Application()

@@ -111,7 +111,7 @@ async def test_connection_cap_refuses_extra_connections_then_recovers(outbound):
             writer.close()
     deadline = time.monotonic() + 5
     while client.gate.open > 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # polling pace: the gate count is the observable, 5 s the deadline
     await _still_serves(cip, app)
 
 
