@@ -84,7 +84,7 @@ def uri_sans(cert: x509.Certificate | x509.CertificateSigningRequest) -> list[st
 def parse_spiffe_id(cert: x509.Certificate) -> str | None:
     """The certificate's SPIFFE ID: its single URI SAN, or None unless there is exactly one."""
     uris = uri_sans(cert)
-    if len(uris) > 1 and _defects.active("ca_two_uri_sans"):
+    if len(uris) > 1 and _defects.current().active("ca_two_uri_sans"):
         uris = uris[:1]  # the broken mesh's verifiers agree with its broken CA, so it still comes up
     return uris[0] if len(uris) == 1 and uris[0].startswith("spiffe://") else None
 
@@ -182,7 +182,7 @@ class CertificateAuthority:
     # -- issuing ---------------------------------------------------------------------------------
     @property
     def defects(self) -> Mapping[str, Any]:
-        return self._defects if self._defects is not None else _defects.current()
+        return _defects.Defects.of(self._defects) if self._defects is not None else _defects.current()
 
     def bundle_pem(self) -> bytes:
         """The trust bundle: every root a peer should trust (one here)."""
@@ -201,7 +201,7 @@ class CertificateAuthority:
         """
         validate_spiffe_id(spiffe_id, self.trust_domain)
         defects = self.defects
-        ttl = float(ttl) * float(defects.get("ca_ttl_multiplier", 1) or 1)
+        ttl = float(ttl) * float(defects.param("ca_ttl_multiplier", 1) or 1)
         if ttl <= 0 and not_after is None:
             raise ValueError("ttl must be positive")
         now = _now()
@@ -211,12 +211,12 @@ class CertificateAuthority:
             raise ValueError("not_after must be later than not_before")
 
         sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(spiffe_id)]
-        if defects.get("ca_two_uri_sans"):
+        if defects.active("ca_two_uri_sans"):
             sans.append(x509.UniformResourceIdentifier(
                 f"spiffe://{self.trust_domain}/ns/meshconform-system/sa/second-identity"))
         sans += [x509.IPAddress(ipaddress.ip_address(str(ip))) for ip in extra_ip_sans]
 
-        is_ca = bool(defects.get("ca_leaf_is_ca"))
+        is_ca = bool(defects.active("ca_leaf_is_ca"))
         subject = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshconform")]
         if workload:
             subject.append(x509.NameAttribute(NameOID.COMMON_NAME, workload[:64]))

@@ -3,7 +3,8 @@
 The reference mesh reads them from the environment variable ``MESHPROXY_DEFECTS``: a JSON object
 ``{defect_name: parameter}`` (``true`` for a defect without a parameter). Nothing is broken unless a
 test asks: an unset or empty variable means a correct mesh. The list of defects is in
-docs/architecture.md; an unknown name is an error so a typo cannot silently test a correct mesh.
+docs/architecture.md; an unknown name is an error so a typo cannot silently test a correct mesh. In the
+code they are one typed value, :class:`Defects`, passed to what honours them and read by name.
 """
 
 from __future__ import annotations
@@ -24,9 +25,49 @@ KNOWN = frozenset({
 })
 
 
-def parse(text: str | None) -> dict[str, Any]:
+class Defects(dict):
+    """The deliberate defects of one mesh process: names checked against :data:`KNOWN` when made and
+    when read. Read them one way, ``active(name)`` (is it on?) or ``param(name, default)`` (its
+    parameter); a misspelt name is a KeyError, never a silently correct mesh. Never changed once made."""
+
+    __slots__ = ()
+
+    def __init__(self, values: Mapping[str, Any] | None = None):
+        values = dict(values or {})
+        unknown = sorted(set(values) - KNOWN)
+        if unknown:
+            raise ValueError(f"unknown defects: {', '.join(unknown)} (known: {', '.join(sorted(KNOWN))})")
+        super().__init__(values)
+
+    @classmethod
+    def of(cls, values: "Mapping[str, Any] | Defects | None") -> "Defects":
+        return values if isinstance(values, Defects) else cls(values)
+
+    def active(self, name: str) -> bool:
+        if name not in KNOWN:
+            raise KeyError(f"no defect named {name!r}")
+        return bool(self.get(name))
+
+    def param(self, name: str, default: Any = None) -> Any:
+        if name not in KNOWN:
+            raise KeyError(f"no defect named {name!r}")
+        return self.get(name, default)
+
+    def __reduce__(self):
+        return (Defects, (dict(self),))
+
+    def _frozen(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("Defects cannot change once made")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen  # type: ignore[assignment]
+
+
+NONE = Defects()
+
+
+def parse(text: str | None) -> Defects:
     if not text:
-        return {}
+        return NONE
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -36,17 +77,17 @@ def parse(text: str | None) -> dict[str, Any]:
     unknown = sorted(set(value) - KNOWN)
     if unknown:
         raise ValueError(f"{ENV} names unknown defects: {', '.join(unknown)}")
-    return value
+    return Defects(value)
 
 
-def from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+def from_env(environ: Mapping[str, str] = os.environ) -> Defects:
     return parse(environ.get(ENV))
 
 
-_ACTIVE: dict[str, Any] | None = None
+_ACTIVE: Defects | None = None
 
 
-def current() -> dict[str, Any]:
+def current() -> Defects:
     """The defects of this process (read once from the environment)."""
     global _ACTIVE
     if _ACTIVE is None:
@@ -54,18 +95,6 @@ def current() -> dict[str, Any]:
     return _ACTIVE
 
 
-def active(name: str) -> bool:
-    assert name in KNOWN, name
-    return bool(current().get(name))
-
-
-def param(name: str, default: Any = None) -> Any:
-    assert name in KNOWN, name
-    return current().get(name, default)
-
-
 def encode(defects: Mapping[str, Any]) -> str:
     """The environment value for a set of defects (validated)."""
-    text = json.dumps(dict(defects))
-    parse(text)
-    return text
+    return json.dumps(dict(Defects.of(defects)))

@@ -13,6 +13,6 @@ destination (or per request) and feeds it what happened:
 
 Time is a ``Callable[[], float]`` (monotonic seconds) or a ``now`` argument and randomness a
 ``random.Random``, both injected, so every decision is reproducible in a unit test. Deliberate defects
-(``meshproxy.defects``) arrive as a mapping, empty by default; the sidecar passes
-``meshproxy.defects.current()``.
+arrive as one typed value, ``meshproxy.defects.Defects`` (``NONE`` by default), read by name with
+``active``/``param``; the sidecar passes its own (``meshproxy.defects.current()`` unless a test gives one).
 """

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 from meshscenario import FaultInjection
+from meshproxy.defects import NONE, Defects
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +32,11 @@ def _clamped(percentage: float, delta: float) -> float:
     return min(100.0, max(0.0, percentage + delta))
 
 
-def decide_fault(fault: FaultInjection | None, rng: random.Random, defects: Mapping[str, Any] = {}) -> FaultDecision:
+def decide_fault(fault: FaultInjection | None, rng: random.Random, defects: Defects = NONE) -> FaultDecision:
     """The faults one request gets. Draws one random number per configured fault (delay, then abort)."""
     if fault is None:
         return NO_FAULT
-    delta = float(defects.get("fault_percent_delta", 0.0))
+    delta = float(defects.param("fault_percent_delta", 0.0))
     delay_s = abort_status = None
     if fault.delay is not None and rng.random() * 100.0 < _clamped(fault.delay.percentage, delta):
         delay_s = fault.delay.fixed_delay

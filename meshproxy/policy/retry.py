@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 from meshscenario import Retries, RetryOn
+from meshproxy.defects import NONE, Defects
 
 RESPONSE = "response"
 RESET = "reset"
@@ -139,7 +139,7 @@ class RetryPolicy:
 
     __slots__ = ("_rules", "_rng", "max_retries", "attempts_made", "_backoff_mode", "_retry_any_status")
 
-    def __init__(self, retries: Retries | None, rng: random.Random, defects: Mapping[str, Any] = {}):
+    def __init__(self, retries: Retries | None, rng: random.Random, defects: Defects = NONE):
         rules = _NO_RETRIES if retries is None else _rules_for(retries)
         self._rules = rules
         self._rng = rng
@@ -148,10 +148,10 @@ class RetryPolicy:
         self._backoff_mode = None
         self._retry_any_status = False
         if defects:
-            self._retry_any_status = bool(defects.get("retry_any_status"))
+            self._retry_any_status = bool(defects.active("retry_any_status"))
             if retries is not None:
-                self.max_retries = max(0, rules.attempts + int(defects.get("retries_delta", 0)))
-            self._backoff_mode = defects.get("backoff")
+                self.max_retries = max(0, rules.attempts + int(defects.param("retries_delta", 0)))
+            self._backoff_mode = defects.param("backoff")
             if self._backoff_mode not in (None, "constant", "no_jitter"):
                 raise ValueError(f"defect 'backoff' must be 'constant' or 'no_jitter', got {self._backoff_mode!r}")
 

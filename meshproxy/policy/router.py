@@ -30,9 +30,10 @@ import random
 import re
 from bisect import bisect_right
 from itertools import accumulate
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from meshscenario import HeaderMatch, Route, Scenario
+from meshproxy.defects import NONE, Defects
 
 KUBERNETES_CLUSTER_DOMAIN = "cluster.local"
 
@@ -60,11 +61,11 @@ class _CompiledRoute:
     __slots__ = ("route", "path_prefix", "header_tests", "versions", "cumulative", "total")
 
     def __init__(self, route: Route, all_versions: list[str], weights_override: list[int] | None,
-                 defects: Mapping[str, Any]):
+                 defects: Defects):
         self.route = route
         # "" is a prefix of every path, and no header tests pass every request
-        self.path_prefix = "" if defects.get("ignore_path_prefix") else route.match.path_prefix
-        self.header_tests = () if defects.get("ignore_header_match") else \
+        self.path_prefix = "" if defects.active("ignore_path_prefix") else route.match.path_prefix
+        self.header_tests = () if defects.active("ignore_header_match") else \
             tuple(_header_test(h) for h in route.match.headers)
         if route.backends:
             versions = [b.version for b in route.backends]
@@ -92,8 +93,8 @@ class _CompiledRoute:
 class RouteTable:
     """The outbound routing decisions of one sidecar for one scenario (rebuild on a new scenario)."""
 
-    def __init__(self, scenario: Scenario, defects: Mapping[str, Any] = {}):
-        override = defects.get("weights")
+    def __init__(self, scenario: Scenario, defects: Defects = NONE):
+        override = defects.param("weights")
         if override is not None and (not isinstance(override, list) or not override):
             raise ValueError(f"defect 'weights' must be a non-empty list of ints, got {override!r}")
         self._hosts: dict[str, str] = {}

@@ -11,7 +11,7 @@ Defect ``ignore_timeout``: no route deadline at all (per-try timeouts still appl
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from meshproxy.defects import NONE, Defects
 
 
 class Deadline:
@@ -19,8 +19,8 @@ class Deadline:
 
     __slots__ = ("at",)
 
-    def __init__(self, route_timeout: float | None, now: float, defects: Mapping[str, Any] = {}):
-        if route_timeout is None or route_timeout <= 0 or defects.get("ignore_timeout"):
+    def __init__(self, route_timeout: float | None, now: float, defects: Defects = NONE):
+        if route_timeout is None or route_timeout <= 0 or defects.active("ignore_timeout"):
             self.at: float | None = None
         else:
             self.at = now + route_timeout

@@ -49,7 +49,7 @@ class LocalMesh(ProcessControlled):
         self._owns_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else None
         self.log_dir = Path(log_dir) if log_dir else None
-        self.defects = dict(defects or {})
+        self.defects = defects_module.Defects.of(defects)
         self._defects_env = defects_module.encode(self.defects) if self.defects else None
         self.block = layout_module.normalise_block(block) if block else None
         self.python = python

@@ -19,13 +19,14 @@ import secrets
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Awaitable, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from meshproxy.sidecar import tls
 from meshproxy.sidecar.metrics import Metrics
+from meshproxy.defects import NONE, Defects
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 class CertificateStore:
-    def __init__(self, work_dir: Path, metrics: Metrics, defects: Mapping[str, Any] = {}):
+    def __init__(self, work_dir: Path, metrics: Metrics, defects: Defects = NONE):
         self._dir = Path(work_dir)
         self._metrics = metrics
         self._defects = defects
@@ -96,10 +97,10 @@ Renew = Callable[[], Awaitable[Svid]]
 class Rotator:
     """Renews the store's certificate at half-life with ``renew()`` (a control-plane call)."""
 
-    def __init__(self, store: CertificateStore, renew: Renew, defects: Mapping[str, Any] = {}):
+    def __init__(self, store: CertificateStore, renew: Renew, defects: Defects = NONE):
         self._store = store
         self._renew = renew
-        self._disabled = bool(defects.get("no_rotation"))
+        self._disabled = bool(defects.active("no_rotation"))
 
     async def run(self) -> None:
         if self._disabled:

@@ -14,34 +14,35 @@ allow-list and ``authz_deny_all`` empties it (every caller gets 403).
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping
+from typing import Mapping
 
 from meshscenario import MtlsMode, Scenario, parse_scenario
 from meshproxy.policy.router import RouteTable
 from meshproxy.sidecar.destinations import Destination
 from meshproxy.sidecar.metrics import Metrics
+from meshproxy.defects import Defects
 
 
 class Snapshot:
     def __init__(self, generation: int, version: int, scenario: Scenario, endpoints: Mapping[str, Mapping],
-                 own_service: str, destinations: dict[str, Destination], defects: Mapping[str, Any]):
+                 own_service: str, destinations: dict[str, Destination], defects: Defects):
         self.generation = generation
         self.version = version
         self.scenario = scenario
         self.endpoints = dict(endpoints)
         policy = scenario.policy(own_service) if own_service in {s.name for s in scenario.services} else None
         mode = policy.mtls.mode if policy else MtlsMode.STRICT
-        if mode is MtlsMode.STRICT and (defects.get("inbound_accepts_plaintext")
-                                        or defects.get("plaintext_between_sidecars")):
+        if mode is MtlsMode.STRICT and (defects.active("inbound_accepts_plaintext")
+                                        or defects.active("plaintext_between_sidecars")):
             mode = MtlsMode.PERMISSIVE
-        elif mode is MtlsMode.PERMISSIVE and defects.get("permissive_as_strict"):
+        elif mode is MtlsMode.PERMISSIVE and defects.active("permissive_as_strict"):
             mode = MtlsMode.STRICT
         self.inbound_mode = mode
         principals = policy.authz.allowed_principals if policy and policy.authz else None
-        if defects.get("ignore_authz") or defects.get("plaintext_between_sidecars"):
+        if defects.active("ignore_authz") or defects.active("plaintext_between_sidecars"):
             # a plaintext hop carries no peer identity: a mesh that accepts it cannot enforce authz
             principals = None
-        elif principals is not None and defects.get("authz_deny_all"):
+        elif principals is not None and defects.active("authz_deny_all"):
             principals = ()  # an allow-list nobody is on: listed callers are refused too
         self.allowed: frozenset[str] | None = None if principals is None else frozenset(principals)
         self.routes = RouteTable(scenario, defects)
@@ -65,7 +66,7 @@ class Snapshot:
 class ConfigStore:
     """The current snapshot; ``apply`` builds the next one, reusing unchanged destination state."""
 
-    def __init__(self, own_service: str, metrics: Metrics, defects: Mapping[str, Any]):
+    def __init__(self, own_service: str, metrics: Metrics, defects: Defects):
         self._own = own_service
         self._metrics = metrics
         self._defects = defects

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Mapping
 
 from meshscenario import MtlsMode, Policy
 from meshproxy.policy.balancer import make_balancer
 from meshproxy.policy.breaker import CircuitBreaker
 from meshproxy.policy.outlier import OutlierDetector
 from meshproxy.sidecar.metrics import Metrics
+from meshproxy.defects import Defects
 
 
 class Destination:
     def __init__(self, name: str, spiffe_id: str, policy: Policy, loop: asyncio.AbstractEventLoop,
-                 metrics: Metrics, defects: Mapping[str, Any]):
+                 metrics: Metrics, defects: Defects):
         self.name = name
         self.spiffe_id = spiffe_id
         self.policy = policy
-        self.use_tls = policy.mtls.mode is not MtlsMode.DISABLE and not defects.get("plaintext_between_sidecars")
+        self.use_tls = policy.mtls.mode is not MtlsMode.DISABLE and not defects.active("plaintext_between_sidecars")
         self.breaker = CircuitBreaker(policy.circuit_breaker)
         self.outlier = OutlierDetector(policy.outlier_detection, loop.time)
         self.balancer = make_balancer(policy.load_balancing)

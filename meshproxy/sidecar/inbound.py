@@ -22,7 +22,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from typing import Any, Mapping
+from typing import Any
 
 from meshscenario import MtlsMode
 from meshproxy.sidecar import tls
@@ -32,6 +32,7 @@ from meshproxy.sidecar.http1 import HOP_BY_HOP, Reply, Request, ServerConnection
 from meshproxy.sidecar.limits import ConnectionGate, Limits, Watchdog
 from meshproxy.sidecar.metrics import Metrics
 from meshproxy.sidecar.pool import ConnectFailure, UpstreamPool
+from meshproxy.defects import Defects
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class InboundConnection(ServerConnection):
 class Inbound:
     def __init__(self, *, own_id: str, trust_domain: str, app: tuple[str, int], config: ConfigStore,
                  certs: CertificateStore, pool: UpstreamPool, limits: Limits, watchdog: Watchdog,
-                 gate: ConnectionGate, metrics: Metrics, defects: Mapping[str, Any]):
+                 gate: ConnectionGate, metrics: Metrics, defects: Defects):
         self.own_id = own_id
         self.metrics = metrics
         self._trust_domain = trust_domain
@@ -81,7 +82,7 @@ class Inbound:
         self._watchdog = watchdog
         self._gate = gate
         self._defects = defects
-        self._spoof_xfcc = bool(defects.get("spoof_xfcc"))
+        self._spoof_xfcc = bool(defects.active("spoof_xfcc"))
         self._drop = HOP_BY_HOP if self._spoof_xfcc else HOP_BY_HOP | {XFCC}
         self._loop = asyncio.get_running_loop()
         self._sock: socket.socket | None = None
@@ -92,10 +93,10 @@ class Inbound:
         peer = tls.peer_spiffe_id(transport)
         if peer is None:
             ssl_object = transport.get_extra_info("ssl_object")
-            if ssl_object.getpeercert(binary_form=True) is None and self._defects.get("inbound_cert_optional"):
+            if ssl_object.getpeercert(binary_form=True) is None and self._defects.active("inbound_cert_optional"):
                 return None
             return "no SPIFFE ID in the client certificate"
-        if tls.trust_domain_of(peer) != self._trust_domain and not self._defects.get("skip_trust_domain_check"):
+        if tls.trust_domain_of(peer) != self._trust_domain and not self._defects.active("skip_trust_domain_check"):
             return f"{peer} is not in trust domain {self._trust_domain}"
         return None
 

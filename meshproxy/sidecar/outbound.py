@@ -30,6 +30,7 @@ from meshproxy.sidecar.destinations import Destination
 from meshproxy.sidecar.http1 import HOP_BY_HOP, Reply, Request, ServerConnection, header_block, simple_reply
 from meshproxy.sidecar.metrics import Metrics
 from meshproxy.sidecar.pool import ConnectFailure, UpstreamPool
+from meshproxy.defects import Defects
 
 DROP = HOP_BY_HOP | {b"x-envoy-attempt-count"}
 
@@ -77,14 +78,14 @@ class _RouteTimeout(Exception):
 
 class Outbound:
     def __init__(self, config: ConfigStore, certs: CertificateStore, pool: UpstreamPool, metrics: Metrics,
-                 defects: Mapping[str, Any], rng: random.Random | None = None):
+                 defects: Defects, rng: random.Random | None = None):
         self._config = config
         self._certs = certs
         self.pool = pool
         self.metrics = metrics
         self.defects = defects
         # defect "no_route_status": the no-route answer with another status (built once, not per request)
-        status = defects.get("no_route_status")
+        status = defects.param("no_route_status")
         self._no_route = NO_ROUTE if status is None else \
             simple_reply(int(status), b"no route\n", b"x-meshproxy-no-route: 1\r\n")
         self.rng = rng or random.Random()

@@ -45,7 +45,7 @@ def _listen(ip: str, port: int) -> socket.socket:
 class Sidecar:
     def __init__(self, boot: Bootstrap, defects: Mapping[str, Any] | None = None):
         self.boot = boot
-        self.defects = _defects.current() if defects is None else defects
+        self.defects = _defects.current() if defects is None else _defects.Defects.of(defects)
         self.metrics = Metrics()
         self.limits = boot.limits
         self.gate = ConnectionGate(boot.limits.max_connections)

@@ -12,27 +12,28 @@ from __future__ import annotations
 
 import ssl
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from cryptography import x509
 
 from meshproxy import defects as _defects
+from meshproxy.defects import NONE, Defects
 
 X509_V_FLAG_NO_CHECK_TIME = 0x200000
 
 
 def server_context(cert_file: str, key_file: str, bundle_file: str,
-                   defects: Mapping[str, Any] = {}) -> ssl.SSLContext:
+                   defects: Defects = NONE) -> ssl.SSLContext:
     """The inbound listener's context: TLS 1.2+, a client certificate chained to the bundle required."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_file, key_file)
     ctx.load_verify_locations(bundle_file)
-    if defects.get("extra_trust"):
-        ctx.load_verify_locations(str(defects["extra_trust"]))
-    if defects.get("ignore_cert_time"):
+    if defects.active("extra_trust"):
+        ctx.load_verify_locations(str(defects.param("extra_trust")))
+    if defects.active("ignore_cert_time"):
         ctx.verify_flags |= X509_V_FLAG_NO_CHECK_TIME
-    ctx.verify_mode = ssl.CERT_OPTIONAL if defects.get("inbound_cert_optional") else ssl.CERT_REQUIRED
+    ctx.verify_mode = ssl.CERT_OPTIONAL if defects.active("inbound_cert_optional") else ssl.CERT_REQUIRED
     return ctx
 
 
@@ -57,7 +58,7 @@ def spiffe_id_of(der: bytes) -> str | None:
             .get_values_for_type(x509.UniformResourceIdentifier)
     except (ValueError, x509.ExtensionNotFound):
         return None
-    if len(uris) > 1 and _defects.active("ca_two_uri_sans"):
+    if len(uris) > 1 and _defects.current().active("ca_two_uri_sans"):
         uris = uris[:1]  # the broken mesh's verifiers agree with its broken CA, so it still comes up
     if len(uris) != 1 or not uris[0].startswith("spiffe://"):
         return None

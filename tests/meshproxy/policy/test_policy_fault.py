@@ -5,6 +5,7 @@ import random
 import pytest
 
 from meshscenario import FaultInjection
+from meshproxy.defects import Defects
 from meshproxy.policy.fault import NO_FAULT, FaultDecision, decide_fault
 from policy_helpers import binomial_interval
 
@@ -20,7 +21,7 @@ def _counts(fault, defects=None, seed=1):
     rng = random.Random(seed)
     delayed = aborted = both = 0
     for _ in range(N):
-        d = decide_fault(fault, rng, defects or {})
+        d = decide_fault(fault, rng, Defects(defects))
         delayed += d.delay_s is not None
         aborted += d.abort_status is not None
         both += d.delay_s is not None and d.abort_status is not None

@@ -6,6 +6,7 @@ import random
 import pytest
 
 from meshscenario import Retries
+from meshproxy.defects import Defects
 from meshproxy.policy.retry import Outcome, RetryPolicy, backoff_interval
 
 OK = Outcome(200)
@@ -16,7 +17,7 @@ PER_TRY_TIMEOUT = Outcome(kind="per-try-timeout")
 
 
 def _policy(defects=None, **fields):
-    return RetryPolicy(Retries(**fields), random.Random(1), defects or {})
+    return RetryPolicy(Retries(**fields), random.Random(1), Defects(defects))
 
 
 # outcome -> retried? for each retry_on condition (Envoy retry_state_impl.cc and router docs)
@@ -170,7 +171,7 @@ def test_retry_any_status_defect_retries_a_404():
 
     retries = Retries(attempts=2, retry_on=["5xx"])
     correct = RetryPolicy(retries, random.Random(1))
-    broken = RetryPolicy(retries, random.Random(1), {"retry_any_status": True})
+    broken = RetryPolicy(retries, random.Random(1), Defects({"retry_any_status": True}))
     assert not correct.should_retry(response_outcome(404))
     assert broken.should_retry(response_outcome(404))
     assert broken.should_retry(response_outcome(404))

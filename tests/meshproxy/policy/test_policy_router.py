@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 
+from meshproxy.defects import Defects
 from meshproxy.policy.router import RouteTable
 from policy_helpers import binomial_interval, scenario
 
@@ -13,7 +14,7 @@ N_PICKS = 10_000
 
 def _table(routes=None, defects=None, **extra):
     sc = scenario(routes=routes or [], **extra)
-    return RouteTable(sc, defects or {})
+    return RouteTable(sc, Defects(defects))
 
 
 @pytest.mark.parametrize("host", [

@@ -2,6 +2,7 @@
 
 import pytest
 
+from meshproxy.defects import Defects
 from meshproxy.policy.router import RouteTable
 from policy_helpers import scenario
 
@@ -16,7 +17,7 @@ ROUTES = [
 
 
 def _name(defects, path, headers):
-    route = RouteTable(scenario(routes=ROUTES), defects).match("backend", path, headers)
+    route = RouteTable(scenario(routes=ROUTES), Defects(defects)).match("backend", path, headers)
     return None if route is None else route.name
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from meshproxy.defects import Defects
 from meshproxy.policy.timeout import Deadline
 
 
@@ -39,6 +40,15 @@ def test_per_try_zero_means_unset():
 
 
 def test_defect_ignore_timeout_drops_the_route_deadline():
-    deadline = Deadline(1.0, now=0.0, defects={"ignore_timeout": True})
+    deadline = Deadline(1.0, now=0.0, defects=Defects({"ignore_timeout": True}))
     assert not deadline.expired(10.0) and deadline.remaining(10.0) is None
     assert deadline.per_try(0.2, now=10.0) == 0.2  # per-try timeouts still apply
+
+
+def test_defects_are_named_when_made_and_when_read():
+    with pytest.raises(ValueError, match="unknown defects: ignore_timout"):
+        Defects({"ignore_timout": True})
+    with pytest.raises(KeyError, match="no defect named 'ignore_timout'"):
+        Defects().active("ignore_timout")
+    with pytest.raises(TypeError):
+        Defects({"ignore_timeout": True})["ignore_timeout"] = False
