@@ -14,7 +14,7 @@ from meshruntime.processes import OWNER_ENV, RUN_ID_ENV, wait_until
 from meshruntime.sweep import tagged_processes
 
 # a child that just stays alive (60 s bounds it if a test leaks it); nothing waits on its sleep
-SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]  # a child that stays alive, bounded
 
 
 def _meshconform(*args, timeout=60):

@@ -13,10 +13,10 @@ from meshruntime.processes import (OWNER_ENV, RUN_ID_ENV, ManagedProcess, owner_
 from meshruntime.sweep import sweep, tagged_processes
 
 # children that just stay alive (60 s bounds a leaked one); the tests poll their state, never sleep
-SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]  # a child that stays alive, bounded
 IGNORES_TERM = [sys.executable, "-c",
                 "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                "print('ready', flush=True); time.sleep(60)"]
+                "print('ready', flush=True); time.sleep(60)"]  # stays alive, ignoring SIGTERM
 
 
 def _gone(pid: int) -> bool:
