@@ -20,7 +20,7 @@ import math
 from collections.abc import MutableMapping
 from typing import Any, Iterator, Mapping, Sequence
 
-PLOT_KINDS = ("bar", "hist", "cdf", "line")
+PLOT_KINDS = ("bar", "hist", "cdf", "line", "timeline")
 
 
 def jsonable(value: Any) -> Any:
@@ -87,7 +87,8 @@ class Evidence(MutableMapping[str, Any]):
 
         ``bar``: ``{"labels": [...], "values": [...], "low"?: [...], "high"?: [...], "expected"?: [...]}``;
         ``hist`` and ``cdf``: ``{"values": [...]}`` or ``{"series": {name: [...]}}``, ``hist`` may add
-        ``"bins"``; ``line``: ``{"x": [...], "series": {name: [...]}}``.
+        ``"bins"``; ``line``: ``{"x": [...], "series": {name: [...]}}``; ``timeline``: events on a time
+        axis, one row per series: ``{"series": {name: [t, ...]}}`` (e.g. arrivals per endpoint).
         """
         if kind not in PLOT_KINDS:
             raise ValueError(f"plot kind must be one of {PLOT_KINDS}, got {kind!r}")
@@ -118,7 +119,7 @@ def _check_plot_data(kind: str, data: Mapping[str, Any]) -> None:
         numbers(data.get("values"), "values")
         if len(data.get("labels", ())) != len(data["values"]):
             raise ValueError("bar plot: labels and values must have the same length")
-    elif kind in ("hist", "cdf"):
+    elif kind in ("hist", "cdf", "timeline"):
         if "series" in data:
             for name, seq in data["series"].items():
                 numbers(seq, f"series {name!r}")

@@ -53,6 +53,7 @@ class Feature(str, Enum):
     PER_TRY_TIMEOUT = "PerTryTimeout"
     REQUEST_TIMEOUT = "RequestTimeout"
     CIRCUIT_BREAKING = "CircuitBreaking"
+    CIRCUIT_BREAKING_RETRIES = "CircuitBreakingRetries"  # a limit on concurrent retries (Envoy max_retries)
     OUTLIER_DETECTION = "OutlierDetection"
     FAULT_INJECTION_DELAY = "FaultInjectionDelay"
     FAULT_INJECTION_ABORT = "FaultInjectionAbort"

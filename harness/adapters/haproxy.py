@@ -63,6 +63,7 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
     Feature.LB_RING_HASH,
     Feature.HEALTH_CHECK_ACTIVE,
     Feature.RETRIES,
+    Feature.CIRCUIT_BREAKING,  # per-server maxconn + maxqueue (rendered; the checks say how it differs)
     Feature.PER_TRY_TIMEOUT,
     Feature.REQUEST_TIMEOUT,
     Feature.FAULT_INJECTION_ABORT,
@@ -70,8 +71,7 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
     Feature.RETRY_BACKOFF: "HAProxy retries at once (no backoff or jitter between tries)",
     Feature.FAULT_INJECTION_DELAY: "HAProxy has no built-in action that delays a share of requests "
                                    "(only Lua scripting, which the adapter does not ship)",
-    Feature.CIRCUIT_BREAKING: "not rendered yet: HAProxy's per-server maxconn/maxqueue answer overflow with its "
-                              "own 503 page, without Envoy's x-envoy-overloaded marker",
+    Feature.CIRCUIT_BREAKING_RETRIES: "HAProxy has no limit on concurrent retries (retries is per request)",
     Feature.OUTLIER_DETECTION: "HAProxy's observe layer7/on-error mark-down brings a server back only via active "
                                "health checks: no base_ejection_time, no max_ejection_percent",
     Feature.HEALTH_CHECK_PASSIVE: "same limit as outlier detection: HAProxy has no timed passive ejection",

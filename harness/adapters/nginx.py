@@ -62,6 +62,7 @@ FEATURES = FeatureClaims.of("nginx", supported=[
     Feature.LB_ROUND_ROBIN,
     Feature.LB_LEAST_REQUEST,
     Feature.RETRIES,
+    Feature.CIRCUIT_BREAKING,  # max_conns per server (rendered; no queue in open source: the checks say how it differs)
     Feature.PER_TRY_TIMEOUT,
     Feature.REQUEST_TIMEOUT,
     Feature.FAULT_INJECTION_ABORT,
@@ -69,8 +70,7 @@ FEATURES = FeatureClaims.of("nginx", supported=[
     Feature.RETRY_BACKOFF: "nginx open source has no retry backoff: proxy_next_upstream tries the next server at once",
     Feature.FAULT_INJECTION_DELAY: "nginx open source has no action that delays a share of requests",
     Feature.HEALTH_CHECK_ACTIVE: "active health checks (health_check) are nginx Plus only",
-    Feature.CIRCUIT_BREAKING: "nginx open source has no request queue per upstream (queue is nginx Plus); "
-                              "max_conns alone is not rendered",
+    Feature.CIRCUIT_BREAKING_RETRIES: "nginx has no limit on concurrent retries (proxy_next_upstream_tries is per request)",
     Feature.OUTLIER_DETECTION: "not rendered: max_fails/fail_timeout counts failures in a window (not consecutive "
                                "5xx) and has no max_ejection_percent",
     Feature.HEALTH_CHECK_PASSIVE: "not rendered (max_fails/fail_timeout, see OutlierDetection)",

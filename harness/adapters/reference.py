@@ -32,7 +32,7 @@ FEATURES = FeatureClaims.of("reference", supported=[
     Feature.WEIGHTED_ROUTING, Feature.HEADER_MATCH, Feature.PATH_MATCH, Feature.WEIGHT_SHIFT,
     Feature.LB_ROUND_ROBIN, Feature.LB_LEAST_REQUEST, Feature.LB_RING_HASH, Feature.HEALTH_CHECK_PASSIVE,
     Feature.RETRIES, Feature.RETRY_BACKOFF, Feature.PER_TRY_TIMEOUT, Feature.REQUEST_TIMEOUT,
-    Feature.CIRCUIT_BREAKING, Feature.OUTLIER_DETECTION, Feature.FAULT_INJECTION_DELAY, Feature.FAULT_INJECTION_ABORT,
+    Feature.CIRCUIT_BREAKING, Feature.CIRCUIT_BREAKING_RETRIES, Feature.OUTLIER_DETECTION, Feature.FAULT_INJECTION_DELAY, Feature.FAULT_INJECTION_ABORT,
 ], reasons={
     Feature.RESOURCE_USE: "the reference adapter does not measure sidecar CPU and memory yet",
     Feature.ACCESS_LOGS: "the reference sidecar writes no access log",

@@ -60,4 +60,11 @@ def _line(ax, data) -> None:
         ax.plot(data["x"], values, marker="o", label=name)
 
 
-_DRAW = {"bar": _bar, "hist": _hist, "cdf": _cdf, "line": _line}
+def _timeline(ax, data) -> None:
+    names = list(data["series"])
+    ax.eventplot([list(map(float, data["series"][n])) for n in names], lineoffsets=range(len(names)),
+                 linelengths=0.8, colors="#4c78a8")
+    ax.set_yticks(range(len(names)), names)
+
+
+_DRAW = {"bar": _bar, "hist": _hist, "cdf": _cdf, "line": _line, "timeline": _timeline}

@@ -12,6 +12,7 @@ ending more than was started is a bug in the caller and raises RuntimeError.
 
 from __future__ import annotations
 
+from meshproxy.defects import NONE, Defects
 from meshscenario import CircuitBreakerLimits
 
 ENVOY_DEFAULTS = CircuitBreakerLimits()  # 1024, 1024, 1024, 3
@@ -24,12 +25,16 @@ class CircuitBreaker:
                  "connections", "pending", "requests", "retries",
                  "cx_overflow", "rq_pending_overflow", "rq_overflow", "rq_retry_overflow")
 
-    def __init__(self, limits: CircuitBreakerLimits | None = None):
+    def __init__(self, limits: CircuitBreakerLimits | None = None, defects: Defects = NONE):
         limits = limits or ENVOY_DEFAULTS
-        self.max_connections = limits.max_connections
-        self.max_pending_requests = limits.max_pending_requests
-        self.max_requests = limits.max_requests
-        self.max_retries = limits.max_retries
+        # defect "breaker_limit_delta": every limit off by this much; "breaker_ignored": no limit at all
+        delta = int(defects.param("breaker_limit_delta", 0))
+        unlimited = defects.active("breaker_ignored")
+        self.max_connections, self.max_pending_requests, self.max_requests = (
+            2**32 - 1 if unlimited else max(0, value + delta)
+            for value in (limits.max_connections, limits.max_pending_requests, limits.max_requests))
+        self.max_retries = 2**32 - 1 if unlimited or defects.active("retry_breaker_ignored") else \
+            max(0, limits.max_retries + delta)
         self.connections = self.pending = self.requests = self.retries = 0
         # Envoy's upstream_cx_overflow, upstream_rq_pending_overflow, upstream_rq_overflow (stats names)
         self.cx_overflow = self.rq_pending_overflow = self.rq_overflow = self.rq_retry_overflow = 0

@@ -6,10 +6,11 @@ Envoy semantics (outlier_detection_impl.cc, arch overview "Outlier detection"):
   (reset, connect failure, timeout). A success resets the host's consecutive count.
 - When the count reaches ``consecutive_5xx`` the host is ejected at once (not at the next interval),
   and the count restarts from 0 whether or not the ejection was allowed.
-- An ejection is allowed if no host is ejected yet (Envoy "will eject at least one host regardless of
-  the value") or if ``100 · (ejected + 1) / hosts <= max_ejection_percent``.
-- The n-th consecutive ejection of a host lasts ``base_ejection_time · n``, capped at 300 s (Envoy's
-  default ``max_ejection_time``). Un-ejection happens only in ``tick()``, which the sidecar calls every
+- An ejection is allowed if ``100 · (ejected + 1) / hosts <= max_ejection_percent``, or if no host is
+  ejected yet and ``always_eject_one_host`` is set. Envoy before 1.31 always ejected at least one host;
+  since 1.31 that is opt-in, so with the default 10 % cap and fewer than 10 hosts nothing is ejected.
+- The n-th consecutive ejection of a host lasts ``base_ejection_time · n``, capped at
+  ``max_ejection_time`` (Envoy's default 300 s). Un-ejection happens only in ``tick()``, which the sidecar calls every
   ``interval``; so a host comes back between its time and one interval later. Each tick a host spends
   un-ejected lowers its multiplier by one (Envoy decrements it while the host stays healthy).
 - Ejected hosts are left out of ``available()``. If every host is ejected the list is empty and the
@@ -24,9 +25,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from meshproxy.defects import NONE, Defects
 from meshscenario import OutlierDetection
-
-MAX_EJECTION_TIME_S = 300.0
 
 
 class _Host:
@@ -41,8 +41,9 @@ class _Host:
 class OutlierDetector:
     """Consecutive-failure ejection of endpoints (``"IP:PORT"`` strings or any hashable name)."""
 
-    def __init__(self, config: OutlierDetection | None, clock: Callable[[], float]):
+    def __init__(self, config: OutlierDetection | None, clock: Callable[[], float], defects: Defects = NONE):
         self.config = config
+        self._defects = defects
         self._clock = clock
         self._hosts: dict[str, _Host] = {}
         self._ejected: set[str] = set()
@@ -80,14 +81,19 @@ class OutlierDetector:
         if host.ejected_until is not None:
             return False  # already out; late answers of in-flight tries change nothing
         host.consecutive_failures += 1
-        if host.consecutive_failures < self.config.consecutive_5xx:
+        # defect "eject_late": one failure more than consecutive_5xx before the ejection
+        threshold = self.config.consecutive_5xx + (1 if self._defects.active("eject_late") else 0)
+        if host.consecutive_failures < threshold:
             return False
         host.consecutive_failures = 0
         if not self._ejection_allowed():
             self.ejections_overflow += 1
             return False
         host.times_ejected += 1
-        duration = min(self.config.base_ejection_time * host.times_ejected, MAX_EJECTION_TIME_S)
+        multiplier = 1 if self._defects.active("ejection_not_multiplied") else host.times_ejected
+        duration = min(self.config.base_ejection_time * multiplier, self.config.max_ejection_time)
+        if self._defects.active("ejection_never_ends"):
+            duration = float("inf")
         host.ejected_until = self._clock() + duration
         self._ejected.add(endpoint)
         self.ejections_total += 1
@@ -95,9 +101,11 @@ class OutlierDetector:
 
     def _ejection_allowed(self) -> bool:
         ejected = len(self._ejected)
-        if ejected == 0:
+        if self._defects.active("max_ejection_percent_ignored"):
             return True
-        hosts = max(self._host_count, len(self._hosts))
+        if ejected == 0 and self.config.always_eject_one_host:
+            return True
+        hosts = max(self._host_count, len(self._hosts), 1)
         return 100.0 * (ejected + 1) / hosts <= self.config.max_ejection_percent
 
     def tick(self) -> list[str]:

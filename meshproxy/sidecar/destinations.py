@@ -27,8 +27,8 @@ class Destination:
         self.spiffe_id = spiffe_id
         self.policy = policy
         self.use_tls = policy.mtls.mode is not MtlsMode.DISABLE and not defects.active("plaintext_between_sidecars")
-        self.breaker = CircuitBreaker(policy.circuit_breaker)
-        self.outlier = OutlierDetector(policy.outlier_detection, loop.time)
+        self.breaker = CircuitBreaker(policy.circuit_breaker, defects)
+        self.outlier = OutlierDetector(policy.outlier_detection, loop.time, defects)
         self.balancer = make_balancer(policy.load_balancing)
         header = policy.load_balancing.hash_header
         self.hash_header = header.lower().encode() if header else None

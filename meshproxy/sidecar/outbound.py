@@ -41,6 +41,7 @@ OVERFLOW = simple_reply(503, b"upstream connect error or disconnect/reset before
 NO_HEALTHY = simple_reply(503, b"no healthy upstream\n")
 CONNECT_ERROR = simple_reply(503, b"upstream connect error or disconnect/reset before headers\n")
 TIMEOUT = simple_reply(504, b"upstream request timeout\n")
+QUEUED_OVERFLOW_POLL_S = 0.002  # defect "overflow_queued" only: how often a queued request retries admission
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
@@ -88,6 +89,10 @@ class Outbound:
         status = defects.param("no_route_status")
         self._no_route = NO_ROUTE if status is None else \
             simple_reply(int(status), b"no route\n", b"x-meshproxy-no-route: 1\r\n")
+        # defect "no_overload_marker": the breaker's 503 without x-envoy-overloaded
+        self.overflow = OVERFLOW if not defects.active("no_overload_marker") else \
+            simple_reply(503, b"upstream connect error or disconnect/reset before headers. reset reason: overflow\n")
+        self._queue_overflow = defects.active("overflow_queued")
         self.rng = rng or random.Random()
         self.loop = asyncio.get_running_loop()
 
@@ -190,8 +195,12 @@ class _Exchange:
     def run(self) -> Reply | None:
         ob, dest, route = self.ob, self.dest, self.route
         if not dest.breaker.try_start_request():
+            if ob._queue_overflow:  # defect "overflow_queued": wait for a free slot instead of rejecting
+                timer = ob.loop.call_later(QUEUED_OVERFLOW_POLL_S, self._run_later)
+                self.conn.on_lost = timer.cancel
+                return None
             ob.metrics.pending_overflow += 1
-            return ob.count(OVERFLOW)
+            return ob.count(ob.overflow)
         self.counted = True
         retries = route.retries
         self.policy = RetryPolicy(retries, ob.rng, ob.defects)
@@ -207,6 +216,12 @@ class _Exchange:
         self._attempt()
         self.in_run = False
         return self.answer
+
+    def _run_later(self) -> None:
+        self.conn.on_lost = None
+        reply = self.run()
+        if reply is not None:
+            self.conn.respond(reply)
 
     # -- one try --------------------------------------------------------------------------------------
     def _attempt(self) -> None:
@@ -232,7 +247,7 @@ class _Exchange:
             upstream = await ob._connection(self.dest, self.endpoint, self.deadline.remaining(ob.loop.time()))
         except _Overflow:
             ob.metrics.pending_overflow += 1
-            self._finish(OVERFLOW)
+            self._finish(ob.overflow)
             return
         except _RouteTimeout:
             self._timed_out()

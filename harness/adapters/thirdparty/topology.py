@@ -59,6 +59,10 @@ class RouteView:
     health_timeout_ms: int | None
     health_fall: int
     health_rise: int
+    # circuit breaker thresholds of the destination (None: the policy sets none)
+    max_connections: int | None = None
+    max_pending_requests: int | None = None
+    max_requests: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ def _route_view(rid: str, route: Route, scenario: Scenario, addresses: Mapping[s
     timeout = min(t for t in (per_try, route.timeout) if t is not None) if (per_try or route.timeout) else None
     abort = route.fault.abort if route.fault else None
     hc = policy.load_balancing.health_check
+    cb = policy.circuit_breaker
     return RouteView(
         id=rid, name=route.name or rid, destination=dest.name, path_prefix=route.match.path_prefix,
         headers=tuple(HeaderCondition(h.name.lower(), kind, getattr(h, kind) if kind != "present" else None)
@@ -141,7 +146,10 @@ def _route_view(rid: str, route: Route, scenario: Scenario, addresses: Mapping[s
         lb_policy=policy.load_balancing.policy.value, hash_header=policy.load_balancing.hash_header,
         health_path=hc.path if hc else None, health_interval_ms=_ms(hc.interval) if hc else None,
         health_timeout_ms=_ms(hc.timeout) if hc else None,
-        health_fall=hc.unhealthy_threshold if hc else 1, health_rise=hc.healthy_threshold if hc else 1)
+        health_fall=hc.unhealthy_threshold if hc else 1, health_rise=hc.healthy_threshold if hc else 1,
+        max_connections=cb.max_connections if cb else None,
+        max_pending_requests=cb.max_pending_requests if cb else None,
+        max_requests=cb.max_requests if cb else None)
 
 
 def proxy_view(scenario: Scenario, workload: Workload, *, ip: str, addresses: Mapping[str, str],

@@ -3,7 +3,7 @@
 import pytest
 
 from meshscenario import OutlierDetection
-from meshproxy.policy.outlier import MAX_EJECTION_TIME_S, OutlierDetector
+from meshproxy.policy.outlier import OutlierDetector
 from policy_helpers import FakeClock
 
 HOSTS = ["10.0.0.1:15006", "10.0.0.2:15006", "10.0.0.3:15006"]
@@ -12,8 +12,9 @@ A, B, C = HOSTS
 
 def _detector(**config):
     clock = FakeClock()
-    detector = OutlierDetector(OutlierDetection(**{"consecutive_5xx": 3, "interval": 1.0,
-                                                   "base_ejection_time": 5.0, **config}), clock)
+    # "at least one host" on unless a test says otherwise: 3 hosts and Envoy's 10 % cap eject nothing
+    detector = OutlierDetector(OutlierDetection(**{"consecutive_5xx": 3, "interval": 1.0, "base_ejection_time": 5.0,
+                                                   "always_eject_one_host": True, **config}), clock)
     detector.set_hosts(HOSTS)
     return detector, clock
 
@@ -73,7 +74,7 @@ def test_ejection_time_grows_with_each_ejection_and_is_capped():
         detector.record(A, 503, failure=False)
         back_at = _run_ticks(detector, clock, 1000)
         durations.append(back_at - start)
-    assert durations == [100.0, 200.0, 300.0, MAX_EJECTION_TIME_S]
+    assert durations == [100.0, 200.0, 300.0, 300.0]  # Envoy's max_ejection_time 300 s
 
 
 def test_multiplier_decays_while_the_host_stays_healthy():
@@ -97,8 +98,25 @@ def test_an_ejected_host_ignores_late_failures():
     assert detector.ejections_total == 1
 
 
-def test_max_ejection_percent_still_ejects_one_host():
-    detector, _ = _detector(max_ejection_percent=10)  # 10 % of 3 hosts is 0.3: Envoy still ejects one
+def test_ejection_time_cap_is_configurable():
+    detector, clock = _detector(base_ejection_time=100.0, max_ejection_time=150.0, consecutive_5xx=1)
+    durations = []
+    for _ in range(2):
+        start = clock.now
+        detector.record(A, 503, failure=False)
+        durations.append(_run_ticks(detector, clock, 1000) - start)
+    assert durations == [100.0, 150.0]
+
+
+def test_without_always_eject_one_host_the_cap_can_forbid_every_ejection():
+    # Envoy >= 1.31: 100 * 1/3 > 10, so the default cap ejects nothing among 3 hosts
+    detector, _ = _detector(max_ejection_percent=10, always_eject_one_host=False)
+    assert not any(_fail(detector, A, 9))
+    assert detector.ejections_overflow == 3 and detector.available(HOSTS) == HOSTS
+
+
+def test_always_eject_one_host_ejects_one_past_the_cap():
+    detector, _ = _detector(max_ejection_percent=10)  # 10 % of 3 hosts is 0.3: opted in, one is ejected
     assert _fail(detector, A, 3)[-1]
     assert not any(_fail(detector, B, 3))
     assert detector.ejections_overflow == 1 and detector.available(HOSTS) == [B, C]
@@ -106,9 +124,9 @@ def test_max_ejection_percent_still_ejects_one_host():
     assert _fail(detector, B, 2) == [False, False]
 
 
-@pytest.mark.parametrize("percent,ejectable", [(0, 1), (33, 1), (34, 1), (66, 1), (67, 2), (100, 3)])
+@pytest.mark.parametrize("percent,ejectable", [(0, 0), (33, 0), (34, 1), (66, 1), (67, 2), (100, 3)])
 def test_max_ejection_percent_of_the_host_set(percent, ejectable):
-    detector, _ = _detector(max_ejection_percent=percent)
+    detector, _ = _detector(max_ejection_percent=percent, always_eject_one_host=False)
     ejected = sum(_fail(detector, host, 3)[-1] for host in HOSTS)
     assert ejected == ejectable
 
@@ -129,7 +147,8 @@ def test_disabled_without_config():
 
 def test_envoy_defaults_eject_after_five():
     detector = OutlierDetector(OutlierDetection(), FakeClock())
-    assert _fail(detector, A, 5) == [False] * 4 + [True]
+    detector.set_hosts([f"10.0.1.{i}:15006" for i in range(10)])  # the 10 % cap allows 1 of 10
+    assert _fail(detector, "10.0.1.0:15006", 5) == [False] * 4 + [True]
 
 
 def test_hosts_that_leave_are_forgotten():

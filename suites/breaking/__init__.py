@@ -1,0 +1,1 @@
+"""MESH-RESILIENCE: circuit breaking and outlier detection, on live traffic."""

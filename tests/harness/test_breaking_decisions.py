@@ -1,0 +1,172 @@
+"""The breaking suite's pure decisions, on synthetic sweeps and arrival times (no mesh).
+
+The decisions are deterministic: a mesh that keeps its limits cannot exceed them at the echo, and the
+ejection lower bounds are exact. What these tests show is that each rule passes what a correct mesh
+produces, including its timing spread, and fails each way a broken one differs.
+"""
+
+from __future__ import annotations
+
+import random
+
+from suites.breaking._support import Answer, Step, judge_admission, judge_ejections, judge_retry_bursts, \
+    levels_for, max_overlap, runs, sweep_rows
+
+MS = 1_000_000
+HOLD = 200.0
+
+
+def _step(level, answers, arrivals_in_flight, start=0):
+    step = Step(level, start, start + 2_000 * MS, answers)
+    arrivals = [{"t_ns": start + i * MS, "in_flight": f} for i, f in enumerate(arrivals_in_flight)]
+    return step, arrivals
+
+
+def _ok(level, n, latency_ms=HOLD + 3):
+    return [Answer(level, 0, int(latency_ms * MS), 200, False, True) for _ in range(n)]
+
+
+def _overflow(level, n, latency_ms=1.5, marker=True, status=503):
+    return [Answer(level, 0, int(latency_ms * MS), status, marker, False) for _ in range(n)]
+
+
+def _sweep(limit, *, peak_over=None, reject_at_limit=0, over_answers=None):
+    steps, arrivals = [], []
+    for k, level in enumerate(levels_for(limit)):
+        start = k * 10_000 * MS
+        if level <= limit:
+            answers = _ok(level, 5 * level - reject_at_limit) + _overflow(level, reject_at_limit)
+            flights = list(range(1, level + 1)) * 5
+        else:
+            answers = _ok(level, 5 * limit) + (over_answers(level) if over_answers else _overflow(level, 5 * (level - limit)))
+            peak = limit if peak_over is None else peak_over
+            flights = list(range(1, peak + 1)) * 5
+        step, arr = _step(level, answers, flights, start)
+        steps.append(step)
+        arrivals += arr
+    return steps, arrivals
+
+
+def _judge(steps, arrivals, limit, **kw):
+    rows = sweep_rows(steps, arrivals, HOLD)
+    return judge_admission(rows, steps, cap=limit, cap_name="max_requests", reject_above=kw.pop("reject_above", limit),
+                           hold_ms=HOLD, overload_p95_bound_ms=HOLD / 2, **kw)
+
+
+def test_a_correct_sweep_passes():
+    assert _judge(*_sweep(4), 4) == []
+
+
+def test_levels_span_half_to_four_times():
+    assert levels_for(4) == [2, 4, 8, 16] and levels_for(3) == [2, 3, 6, 12] and levels_for(1) == [1, 2, 4]
+
+
+def test_one_over_the_limit_at_the_echo_fails():
+    problems = _judge(*_sweep(4, peak_over=5), 4)
+    assert any("reached 5 > max_requests 4" in p for p in problems)
+
+
+def test_a_limit_one_low_fails_twice():
+    problems = _judge(*_sweep(4, peak_over=3, reject_at_limit=1), 4)
+    assert any("lower than configured" in p for p in problems)
+    assert any("at or below 4 nothing may be rejected" in p for p in problems)
+
+
+def test_queued_overflow_fails():
+    problems = _judge(*_sweep(4, over_answers=lambda level: _ok(level, 3, latency_ms=2 * HOLD)), 4)
+    assert any("overflow queued instead of rejected" in p for p in problems)
+
+
+def test_slow_overflow_fails_but_a_few_stalls_do_not():
+    slow = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 20, latency_ms=HOLD * 0.9)), 4)
+    assert any("overflow 503s were slow" in p for p in slow)
+    # one overflow answer in 20 delayed by a 150 ms stall stays inside the p95 rule
+    stalled = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 19) + _overflow(level, 1, latency_ms=150)), 4)
+    assert stalled == []
+
+
+def test_missing_marker_and_other_statuses_fail():
+    unmarked = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 4, marker=False)), 4)
+    assert any("lacked the overload marker" in p for p in unmarked)
+    bad_gateway = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 4, marker=False, status=502)), 4)
+    assert any("neither the echo's 200 nor a 503" in p for p in bad_gateway)
+    assert not any("queued instead" in p for p in bad_gateway)  # it did reject, with the wrong answer
+
+
+def test_pending_bound_on_accepted_latency():
+    steps, arrivals = _sweep(2, over_answers=lambda level: _ok(level, 2, latency_ms=3 * HOLD))
+    problems = _judge(steps, arrivals, 2, reject_above=4, max_ok_latency_ms=2.5 * HOLD)
+    assert any("more requests waited than the pending limit allows" in p for p in problems)
+
+
+def test_max_overlap_is_exact_at_the_window_edge():
+    w = 300 * MS
+    assert max_overlap([0, w, 2 * w], w) == 1  # each arrives exactly when the one before ended
+    assert max_overlap([0, w - 1, 2 * w], w) == 2
+    assert max_overlap([], w) == 0
+
+
+def _burst_arrivals(level, retried, t0, hold_ms=300.0):
+    answers, arrivals = [], {}
+    for i in range(level):
+        key = f"{t0}-{i}"
+        answers.append(Answer(level, 0, 1, 200 if i < retried else 503, False, i < retried, key))
+        first = {"t_ns": t0 + i * MS}
+        arrivals[key] = [first] + ([{"t_ns": t0 + 5 * MS + i * MS}] if i < retried else [])
+    return answers, arrivals
+
+
+def test_retry_bursts():
+    def judge(spec, max_retries=2):
+        bursts, arrivals = {}, {}
+        for k, (level, retried) in enumerate(spec):
+            answers, arr = _burst_arrivals(level, retried, k * 1_000 * MS)
+            bursts[level] = answers
+            arrivals.update(arr)
+        return judge_retry_bursts(bursts, arrivals, max_retries=max_retries, hold_ms=300.0)
+
+    assert judge([(1, 1), (2, 2), (4, 2), (8, 2)]) == []
+    assert any("retries over max_retries were attempted" in p for p in judge([(1, 1), (2, 2), (4, 3), (8, 8)]))
+    assert any("only 1 of 2 requests were retried" in p for p in judge([(1, 1), (2, 1), (4, 1), (8, 1)]))
+    assert any("no request was retried at all" in p for p in judge([(1, 1), (2, 2), (4, 0), (8, 2)]))
+
+
+def _failing_endpoint(gaps_s, *, per_run=3, cycle_s=0.015, tail=3):
+    """Arrival times of a failing endpoint: runs of ``per_run`` one cycle apart, then ``gaps_s``."""
+    t, out = 0.0, []
+    for gap in list(gaps_s) + [None]:
+        for _ in range(per_run if gap is not None else tail):
+            out.append(int(t * 1e9))
+            t += cycle_s
+        if gap is not None:
+            t += gap - cycle_s
+    return out, int((t + 0.05) * 1e9)
+
+
+def _eject(times, end):
+    return judge_ejections(times, end, consecutive_5xx=3, base_s=0.6, interval_s=0.3, max_ejection_s=300.0,
+                           tolerance_s=0.15)
+
+
+def test_ejections_within_their_windows_pass():
+    rng = random.Random(7)
+    for _ in range(200):  # any return between the exact lower bound and the tick + tolerance passes
+        times, end = _failing_endpoint([0.6 + rng.uniform(0.0001, 0.45), 1.2 + rng.uniform(0.0001, 0.45)])
+        assert _eject(times, end) == [], (times, end)
+
+
+def test_ejection_failures_are_named():
+    times, end = _failing_endpoint([0.7, 0.7])
+    assert any("ejection 2" in p and "not multiplied" in p for p in _eject(times, end))
+    times, end = _failing_endpoint([0.7, 1.4], per_run=4)
+    assert any("came after 4 consecutive 5xx, want exactly 3" in p for p in _eject(times, end))
+    times, _ = _failing_endpoint([])
+    assert any("ejection 1 never ended" in p for p in _eject(times, times[-1] + 3 * 10**9))
+    times = [int(i * 0.015e9) for i in range(9)]
+    assert any("not ejected after 3 consecutive 5xx" in p for p in _eject(times, times[-1]))
+    times, end = _failing_endpoint([1.2, 1.3])
+    assert any("ejection 1 lasted 1200 ms > 1050 ms" in p for p in _eject(times, end))
+
+
+def test_runs_split_on_long_gaps():
+    assert [len(r) for r in runs([0, 10, 20, 1000, 1010], 100)] == [3, 2]
