@@ -30,7 +30,10 @@ from .conftest import SCENARIO
 
 HOLD_MS = 200.0  # every request is held this long by the echo
 STEP_S = 1.0  # per offered-concurrency step: five hold times
-OVERLOAD_P95_MS = HOLD_MS / 2  # "well under" the hold: the reference answers overflow in about 1 ms
+# "well under" the hold: the median overflow answer within half of it (the reference answers in about 2 ms;
+# a mesh that queues the excess answers it after a hold or more). The median, not every answer: a busy
+# machine (load 11 on 2 cores, measured) delays a tail of them past the hold
+OVERLOAD_P50_MS = HOLD_MS / 2
 RETRY_HOLD_MS = 300.0
 
 
@@ -66,17 +69,23 @@ def _evidence(evidence, rows, limit: int, what: str) -> None:
                 f"{STEP_S:g} s each against an echo holding every request {HOLD_MS:.0f} ms. The echo never sees "
                 f"more than {REQ.max_requests} in flight (no leeway: the mesh's count spans the echo's) and sees "
                 f"{REQ.max_requests} above the limit; at or below the limit nothing is rejected; above it the "
-                f"excess gets 503 with x-envoy-overloaded: true, p95 of those answers under {OVERLOAD_P95_MS:.0f} ms; "
+                f"excess gets 503 with x-envoy-overloaded: true, the median of those answers under {OVERLOAD_P50_MS:.0f} ms; "
                 f"every answer is the echo's 200 or such a 503.",
     features=[Feature.CIRCUIT_BREAKING], profile=Profile.RESILIENCE, level=Level.CORE)
 def test_max_requests(mesh, breaking_mesh, evidence):
+    problems = measure_max_requests(mesh, breaking_mesh, evidence)
+    assert not problems, "circuit breaker (max_requests) wrong: " + "; ".join(problems)
+
+
+def measure_max_requests(mesh, breaking_mesh, evidence) -> list[str]:
+    """The check's run and decision: its problems (none: it passed)."""
     limit = REQ.max_requests
     steps, arrivals = _run_sweep(breaking_mesh, mesh, "cb-requests", limit)
     rows = sweep_rows(steps, arrivals, HOLD_MS)
     _evidence(evidence, rows, limit, "max_requests")
     problems = judge_admission(rows, steps, cap=limit, cap_name="max_requests", reject_above=limit,
-                               hold_ms=HOLD_MS, overload_p95_bound_ms=OVERLOAD_P95_MS)
-    assert not problems, "circuit breaker (max_requests) wrong: " + "; ".join(problems)
+                               hold_ms=HOLD_MS, overload_p50_bound_ms=OVERLOAD_P50_MS)
+    return problems
 
 
 PENDING_TOTAL = PEND.max_connections + PEND.max_pending_requests
@@ -90,19 +99,25 @@ PENDING_MAX_OK_MS = (1 + -(-PEND.max_pending_requests // PEND.max_connections)) 
                 f"concurrency {levels_for(PENDING_TOTAL)} for {STEP_S:g} s each, echo holding {HOLD_MS:.0f} ms. The echo "
                 f"never sees more than {PEND.max_connections} in flight (HTTP/1.1: one request per connection) and "
                 f"sees {PEND.max_connections} above it; up to {PENDING_TOTAL} offered nothing is rejected (the excess "
-                f"waits); above {PENDING_TOTAL} the excess gets 503 + x-envoy-overloaded: true (p95 under "
-                f"{OVERLOAD_P95_MS:.0f} ms); no accepted request takes over {PENDING_MAX_OK_MS:.0f} ms (a request "
+                f"waits); above {PENDING_TOTAL} the excess gets 503 + x-envoy-overloaded: true (median under "
+                f"{OVERLOAD_P50_MS:.0f} ms); no accepted request takes over {PENDING_MAX_OK_MS:.0f} ms (a request "
                 f"waits at most {PEND.max_pending_requests // PEND.max_connections} hold(s) when at most "
                 f"{PEND.max_pending_requests} wait, plus {HOLD_MS / 2:.0f} ms).",
     features=[Feature.CIRCUIT_BREAKING], profile=Profile.RESILIENCE, level=Level.CORE)
 def test_max_pending_requests(mesh, breaking_mesh, evidence):
+    problems = measure_max_pending_requests(mesh, breaking_mesh, evidence)
+    assert not problems, "circuit breaker (max_pending_requests) wrong: " + "; ".join(problems)
+
+
+def measure_max_pending_requests(mesh, breaking_mesh, evidence) -> list[str]:
+    """The check's run and decision: its problems (none: it passed)."""
     steps, arrivals = _run_sweep(breaking_mesh, mesh, "cb-pending", PENDING_TOTAL)
     rows = sweep_rows(steps, arrivals, HOLD_MS)
     _evidence(evidence, rows, PEND.max_connections, "max_pending_requests")
     problems = judge_admission(rows, steps, cap=PEND.max_connections, cap_name="max_connections",
-                               reject_above=PENDING_TOTAL, hold_ms=HOLD_MS, overload_p95_bound_ms=OVERLOAD_P95_MS,
+                               reject_above=PENDING_TOTAL, hold_ms=HOLD_MS, overload_p50_bound_ms=OVERLOAD_P50_MS,
                                max_ok_latency_ms=PENDING_MAX_OK_MS)
-    assert not problems, "circuit breaker (max_pending_requests) wrong: " + "; ".join(problems)
+    return problems
 
 
 @conformance(
@@ -113,13 +128,19 @@ def test_max_pending_requests(mesh, breaking_mesh, evidence):
                 f"request is rejected at any step (Envoy queues the excess as pending).",
     features=[Feature.CIRCUIT_BREAKING], profile=Profile.RESILIENCE, level=Level.CORE)
 def test_max_connections(mesh, breaking_mesh, evidence):
+    problems = measure_max_connections(mesh, breaking_mesh, evidence)
+    assert not problems, "circuit breaker (max_connections) wrong: " + "; ".join(problems)
+
+
+def measure_max_connections(mesh, breaking_mesh, evidence) -> list[str]:
+    """The check's run and decision: its problems (none: it passed)."""
     limit = CONN.max_connections
     steps, arrivals = _run_sweep(breaking_mesh, mesh, "cb-connections", limit)
     rows = sweep_rows(steps, arrivals, HOLD_MS)
     _evidence(evidence, rows, limit, "max_connections")
     problems = judge_admission(rows, steps, cap=limit, cap_name="max_connections", reject_above=None,
-                               hold_ms=HOLD_MS, overload_p95_bound_ms=OVERLOAD_P95_MS)
-    assert not problems, "circuit breaker (max_connections) wrong: " + "; ".join(problems)
+                               hold_ms=HOLD_MS, overload_p50_bound_ms=OVERLOAD_P50_MS)
+    return problems
 
 
 RETRY_LEVELS = levels_for(RETRY.max_retries)
@@ -135,6 +156,12 @@ RETRY_LEVELS = levels_for(RETRY.max_retries)
                 f"the upstream's 503; a larger burst retries at least one.",
     features=[Feature.CIRCUIT_BREAKING_RETRIES, Feature.RETRIES], profile=Profile.RESILIENCE, level=Level.CORE)
 def test_max_retries(mesh, breaking_mesh, evidence):
+    problems = measure_max_retries(mesh, breaking_mesh, evidence)
+    assert not problems, "circuit breaker (max_retries) wrong: " + "; ".join(problems)
+
+
+def measure_max_retries(mesh, breaking_mesh, evidence) -> list[str]:
+    """The check's run and decision: its problems (none: it passed)."""
     echo = breaking_mesh.echo(workload("cb-retries"))
     mark = echo.journal_page_sync(key=uuid.uuid4().hex)[1]
     bursts, all_keys = {}, []
@@ -154,4 +181,4 @@ def test_max_retries(mesh, breaking_mesh, evidence):
                           for level, answers in bursts.items()]
     evidence.samples = len(all_keys)
     problems = judge_retry_bursts(bursts, arrivals, max_retries=RETRY.max_retries, hold_ms=RETRY_HOLD_MS)
-    assert not problems, "circuit breaker (max_retries) wrong: " + "; ".join(problems)
+    return problems

@@ -50,7 +50,7 @@ def _sweep(limit, *, peak_over=None, reject_at_limit=0, over_answers=None):
 def _judge(steps, arrivals, limit, **kw):
     rows = sweep_rows(steps, arrivals, HOLD)
     return judge_admission(rows, steps, cap=limit, cap_name="max_requests", reject_above=kw.pop("reject_above", limit),
-                           hold_ms=HOLD, overload_p95_bound_ms=HOLD / 2, **kw)
+                           hold_ms=HOLD, overload_p50_bound_ms=HOLD / 2, **kw)
 
 
 def test_a_correct_sweep_passes():
@@ -77,11 +77,11 @@ def test_queued_overflow_fails():
     assert any("overflow queued instead of rejected" in p for p in problems)
 
 
-def test_slow_overflow_fails_but_a_few_stalls_do_not():
+def test_slow_overflow_fails_but_a_stalled_tail_does_not():
     slow = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 20, latency_ms=HOLD * 0.9)), 4)
     assert any("overflow 503s were slow" in p for p in slow)
-    # one overflow answer in 20 delayed by a 150 ms stall stays inside the p95 rule
-    stalled = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 19) + _overflow(level, 1, latency_ms=150)), 4)
+    # a tail of overflow answers delayed past the hold by a busy machine stays inside the median rule
+    stalled = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 12) + _overflow(level, 8, latency_ms=250)), 4)
     assert stalled == []
 
 
