@@ -24,8 +24,8 @@ import uuid
 from harness.checks import conformance
 from harness.features import Feature, Level, Profile
 
-from ._support import (judge_admission, judge_retry_bursts, levels_for, plot_sweep, sweep, sweep_rows, burst,
-                       workload)
+from ._support import (burst, judge_admission, judge_retry_bursts, levels_for, max_overlap, plot_sweep, sweep,
+                       sweep_rows, workload)
 from .conftest import SCENARIO
 
 HOLD_MS = 200.0  # every request is held this long by the echo
@@ -60,6 +60,10 @@ def _run_sweep(breaking_mesh, mesh, service: str, limit: int):
 def _evidence(evidence, rows, limit: int, what: str) -> None:
     evidence["sweep"] = rows
     evidence.samples = sum(r["requests"] for r in rows)
+    evidence.measure("peak_in_flight", max(r["echo_max_in_flight"] for r in rows))
+    overflow = [r["overload_latency_p50_ms"] for r in rows if r["overloaded_503"]]
+    if overflow:
+        evidence.measure("overflow_p50", max(overflow), unit="ms")
     plot_sweep(evidence, rows, limit, what)
 
 
@@ -180,5 +184,7 @@ def measure_max_retries(mesh, breaking_mesh, evidence) -> list[str]:
                            "arrivals": [len(arrivals.get(a.key, [])) for a in answers]}
                           for level, answers in bursts.items()]
     evidence.samples = len(all_keys)
+    retry_times = [a[1]["t_ns"] for a in arrivals.values() if len(a) >= 2]
+    evidence.measure("peak_retries_outstanding", max_overlap(retry_times, int(RETRY_HOLD_MS * 1e6)))
     problems = judge_retry_bursts(bursts, arrivals, max_retries=RETRY.max_retries, hold_ms=RETRY_HOLD_MS)
     return problems

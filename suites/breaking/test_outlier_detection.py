@@ -88,6 +88,8 @@ def measure_outlier_ejection(mesh, breaking_mesh, evidence) -> list[str]:
     found = runs(times[bad], int(min(OD.base_ejection_time, OD.interval) / 2 * 1e9))
     evidence["failing_endpoint_runs"] = [len(r) for r in found]
     evidence["ejection_gaps_ms"] = [round((b[0] - a[-1]) / 1e6, 1) for a, b in zip(found, found[1:])]
+    for i, gap in enumerate(evidence["ejection_gaps_ms"][:2]):
+        evidence.measure(f"ejection_{i + 1}", gap / 1e3, unit="s")
     if sent:
         _timeline(evidence, times, sent[0].sent_ns, "outlier ejection: arrivals per endpoint (first one failing)")
     problems = judge_ejections(times[bad], end_ns, consecutive_5xx=OD.consecutive_5xx,
