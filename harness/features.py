@@ -45,6 +45,7 @@ class Feature(str, Enum):
     LB_ROUND_ROBIN = "LbRoundRobin"
     LB_LEAST_REQUEST = "LbLeastRequest"
     LB_RING_HASH = "LbRingHash"
+    LB_RANDOM = "LbRandom"
     HEALTH_CHECK_ACTIVE = "HealthCheckActive"
     HEALTH_CHECK_PASSIVE = "HealthCheckPassive"
     # resilience

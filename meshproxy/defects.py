@@ -22,9 +22,12 @@ KNOWN = frozenset({
     "permissive_as_strict", "authz_deny_all",
     "weights", "retries_delta", "retry_any_status", "backoff", "ignore_timeout", "fault_percent_delta",
     "ignore_header_match", "ignore_path_prefix", "no_route_status",
+    "rr_bias", "lr_random", "ring_not_sticky", "ring_remap_all", "random_bias",
     # circuit breaking and outlier detection (suites/breaking)
     "breaker_ignored", "breaker_limit_delta", "overflow_queued", "no_overload_marker", "retry_breaker_ignored",
     "ejection_never_ends", "ejection_not_multiplied", "max_ejection_percent_ignored", "eject_late",
+    # active health checks (suites/health)
+    "health_check_ignored", "healthy_threshold_ignored",
 })
 
 

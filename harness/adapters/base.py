@@ -188,6 +188,19 @@ class HopInterposer(Protocol):
 
 
 @runtime_checkable
+class EndpointMembership(Protocol):
+    """Take a workload out of its service's endpoint set, as scaling down by one would: its callers
+    get the smaller set through the mesh's own configuration path (reference: the sidecar stops and
+    deregisters, the control plane pushes the new set; HAProxy/nginx: the server leaves every
+    rendered config). Its echo keeps running, so the journal shows whether traffic still reaches it."""
+
+    def withdraw_endpoint(self, workload: str) -> Healing:
+        """Returns once every caller has the smaller set; ``heal()`` puts the endpoint back (same
+        address) and returns once every caller has the full set again."""
+        ...
+
+
+@runtime_checkable
 class ProcessControl(Protocol):
     """Process faults. ``component`` is a workload name, ``"<workload>/echo"`` or ``"controlplane"``."""
 

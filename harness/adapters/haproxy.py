@@ -20,6 +20,7 @@ is dropped; ``timeout server`` is per try and nothing bounds all tries together)
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 
@@ -61,6 +62,7 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
     Feature.LB_ROUND_ROBIN,
     Feature.LB_LEAST_REQUEST,
     Feature.LB_RING_HASH,
+    Feature.LB_RANDOM,
     Feature.HEALTH_CHECK_ACTIVE,
     Feature.RETRIES,
     Feature.CIRCUIT_BREAKING,  # per-server maxconn + maxqueue (rendered; the checks say how it differs)
@@ -118,8 +120,28 @@ _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_nam
                           keep_trailing_newline=True)
 
 
+def with_fine_ring(view: ProxyView) -> ProxyView:
+    """Routes balanced on HAProxy's consistent-hash tree (``ring_hash``, and ``random``, which draws a
+    random point on that tree) get their weights scaled up as far as 256 allows: HAProxy puts 16 points
+    per weight unit on the tree, so equal weights of 1 give each server 16 points and shares several
+    points apart; scaled to 256 (4,096 points each) the shares are within about half a point. The
+    ratios, i.e. the declared weights, are unchanged."""
+    destinations = []
+    for d in view.destinations:
+        routes = []
+        for r in d.routes:
+            top = max((s.weight for s in r.servers), default=0)
+            if r.lb_policy in ("ring_hash", "random") and 0 < top < MAX_WEIGHT:
+                factor = MAX_WEIGHT // top
+                r = dataclasses.replace(r, servers=tuple(dataclasses.replace(s, weight=s.weight * factor)
+                                                         for s in r.servers))
+            routes.append(r)
+        destinations.append(dataclasses.replace(d, routes=tuple(routes)))
+    return dataclasses.replace(view, destinations=tuple(destinations))
+
+
 def render_haproxy(view: ProxyView) -> str:
-    view = with_weights_capped(view, MAX_WEIGHT)
+    view = with_fine_ring(with_weights_capped(view, MAX_WEIGHT))
     allowed = view.allowed_principals or ()
     allowed_patterns = ([hex_pattern(uri_prefix_bytes(f"spiffe://{view.trust_domain}/"))] if "*" in allowed
                         else [hex_pattern(uri_san_bytes(p)) for p in allowed])

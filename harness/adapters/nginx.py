@@ -61,6 +61,8 @@ FEATURES = FeatureClaims.of("nginx", supported=[
     Feature.WEIGHT_SHIFT,
     Feature.LB_ROUND_ROBIN,
     Feature.LB_LEAST_REQUEST,
+    Feature.LB_RING_HASH,
+    Feature.LB_RANDOM,
     Feature.RETRIES,
     Feature.CIRCUIT_BREAKING,  # max_conns per server (rendered; no queue in open source: the checks say how it differs)
     Feature.PER_TRY_TIMEOUT,
@@ -69,12 +71,12 @@ FEATURES = FeatureClaims.of("nginx", supported=[
 ], reasons={
     Feature.RETRY_BACKOFF: "nginx open source has no retry backoff: proxy_next_upstream tries the next server at once",
     Feature.FAULT_INJECTION_DELAY: "nginx open source has no action that delays a share of requests",
-    Feature.HEALTH_CHECK_ACTIVE: "active health checks (health_check) are nginx Plus only",
+    Feature.HEALTH_CHECK_ACTIVE: "nginx open source has no active health checks (the health_check directive is "
+                                 "NGINX Plus only; open source has only passive max_fails/fail_timeout)",
     Feature.CIRCUIT_BREAKING_RETRIES: "nginx has no limit on concurrent retries (proxy_next_upstream_tries is per request)",
     Feature.OUTLIER_DETECTION: "not rendered: max_fails/fail_timeout counts failures in a window (not consecutive "
                                "5xx) and has no max_ejection_percent",
     Feature.HEALTH_CHECK_PASSIVE: "not rendered (max_fails/fail_timeout, see OutlierDetection)",
-    Feature.LB_RING_HASH: "no check for it yet against nginx (hash ... consistent is rendered)",
     Feature.CHAOS_UPSTREAM_KILL: "the nginx adapter does not implement ProcessControl yet",
     Feature.CHAOS_SIDECAR_RESTART: "the nginx adapter does not implement ProcessControl yet",
     Feature.CHAOS_CONTROL_PLANE_KILL: "nginx has no control plane: configuration is a file the adapter renders",

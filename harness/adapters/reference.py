@@ -14,14 +14,16 @@ import http.client
 import importlib.metadata
 import json
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from harness.adapters.base import HttpRequest, HttpResponse, Implementation
 from harness.adapters.kit import (START_TIMEOUT_S, FeatureClaims, InterposedHop, KeepAliveClient, StateDeployment,
-                                  workload_certificate)
+                                  Withdrawal, workload_certificate)
 from harness.features import Feature
+from meshruntime.processes import wait_until
 from meshscenario import Scenario
 
 # The one place that says what the reference mesh does today: the features it claims. Any other
@@ -30,14 +32,14 @@ FEATURES = FeatureClaims.of("reference", supported=[
     Feature.MTLS_STRICT, Feature.MTLS_PERMISSIVE, Feature.AUTHZ, Feature.IDENTITY, Feature.SVID,
     Feature.CERT_ROTATION, Feature.WIRE_ENCRYPTION,
     Feature.WEIGHTED_ROUTING, Feature.HEADER_MATCH, Feature.PATH_MATCH, Feature.WEIGHT_SHIFT,
-    Feature.LB_ROUND_ROBIN, Feature.LB_LEAST_REQUEST, Feature.LB_RING_HASH, Feature.HEALTH_CHECK_PASSIVE,
+    Feature.LB_ROUND_ROBIN, Feature.LB_LEAST_REQUEST, Feature.LB_RING_HASH, Feature.LB_RANDOM,
+    Feature.HEALTH_CHECK_PASSIVE, Feature.HEALTH_CHECK_ACTIVE,
     Feature.RETRIES, Feature.RETRY_BACKOFF, Feature.PER_TRY_TIMEOUT, Feature.REQUEST_TIMEOUT,
     Feature.CIRCUIT_BREAKING, Feature.CIRCUIT_BREAKING_RETRIES, Feature.OUTLIER_DETECTION, Feature.FAULT_INJECTION_DELAY, Feature.FAULT_INJECTION_ABORT,
 ], reasons={
     Feature.RESOURCE_USE: "the reference adapter does not measure sidecar CPU and memory yet",
     Feature.ACCESS_LOGS: "the reference sidecar writes no access log",
     Feature.SERVICE_GRAPH: "the reference mesh exports no service-graph telemetry",
-    Feature.HEALTH_CHECK_ACTIVE: "the reference sidecar has no active health checks (passive: outlier detection)",
     Feature.METRICS: "the reference sidecar's counters are not yet checked against ground truth",
     Feature.TRACING: "the reference sidecar propagates no trace context yet",
 })
@@ -47,7 +49,8 @@ FEATURES = FeatureClaims.of("reference", supported=[
 
 
 class ReferenceAdapter:
-    """MeshAdapter + MeshCertificates + MeshStats + HopInterposer + ProcessControl for the reference mesh."""
+    """MeshAdapter + MeshCertificates + MeshStats + HopInterposer + EndpointMembership + ProcessControl for
+    the reference mesh."""
 
     name = "reference"
     attempt_count_header = "x-envoy-attempt-count"  # MeshAttemptCount: the sidecar numbers every try
@@ -161,6 +164,28 @@ class ReferenceAdapter:
         mesh.client.override_endpoint(workload=workload, service=w["service"], namespace=w["namespace"],
                                       version=w["version"], instance=w["instance"], address=address)
         mesh.wait_in_effect()
+
+    # -- EndpointMembership -----------------------------------------------------------------------------
+    def withdraw_endpoint(self, workload: str) -> Withdrawal:
+        """Stop the workload's sidecar (SIGTERM: it deregisters, as a terminating pod's endpoint leaves),
+        make sure the control plane dropped it, and wait until every other sidecar acked the smaller
+        endpoint set. ``heal()`` starts the sidecar again: it registers the same inbound address."""
+        mesh = self._running()
+        self._workload_state(workload)
+        began = time.monotonic()
+        mesh.component_process("sidecar", workload).stop()
+        if workload in mesh.client.status().get("workloads", {}):
+            mesh.client.deregister(workload)  # its deregistration is best effort; the admin's is not
+        wait_until(lambda: workload not in mesh.client.status().get("workloads", {}), timeout=START_TIMEOUT_S,
+                   what=f"the control plane to drop {workload}")
+        mesh.client.wait_generation(mesh.client.status()["generation"], timeout=START_TIMEOUT_S)
+        seconds = time.monotonic() - began
+
+        def readmit() -> None:
+            if self._mesh is mesh and mesh.running:
+                mesh.start_component("sidecar", workload, time.monotonic() + START_TIMEOUT_S)
+
+        return Withdrawal(workload, readmit, seconds)
 
     # -- ProcessControl ---------------------------------------------------------------------------------
     def kill(self, component: str) -> None:

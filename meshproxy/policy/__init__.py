@@ -10,6 +10,7 @@ destination (or per request) and feeds it what happened:
 - ``breaker``  Envoy's four circuit-breaker thresholds as admission counters.
 - ``outlier``  Envoy's consecutive_5xx outlier detection: ejection, un-ejection on ``tick()``.
 - ``balancer`` round robin, least request (power of two choices), random, ring hash.
+- ``health``   Envoy's active HTTP health-check state machine: which endpoints pass their probes.
 
 Time is a ``Callable[[], float]`` (monotonic seconds) or a ``now`` argument and randomness a
 ``random.Random``, both injected, so every decision is reproducible in a unit test. Deliberate defects

@@ -13,7 +13,7 @@ The hot path is asyncio Protocols parsing with httptools (``http1.py``); bodies 
 with Content-Length, each message with one ``transport.write``; idle upstream connections are a list
 pop away (``pool.py``). Everything per configuration (route table, authz set, endpoint lists, breaker,
 outlier detector, balancer per destination) is built once per generation (``config.py``,
-``destinations.py``); limits and their timeouts are in ``limits.py`` (one sweep, no per-request timer).
+``destinations.py``); active health checks probe a destination's endpoints on timers (``health.py``); limits and their timeouts are in ``limits.py`` (one sweep, no per-request timer).
 Certificates and their rotation: ``certs.py``, ``tls.py``; the control plane: ``dynamic.py``; static
 bootstraps (no control plane) and the bootstrap format: ``bootstrap.py``; wiring: ``server.py``.
 """

@@ -19,6 +19,7 @@ from typing import Mapping
 from meshscenario import MtlsMode, Scenario, parse_scenario
 from meshproxy.policy.router import RouteTable
 from meshproxy.sidecar.destinations import Destination
+from meshproxy.sidecar.health import HealthProber
 from meshproxy.sidecar.metrics import Metrics
 from meshproxy.defects import Defects
 
@@ -66,10 +67,11 @@ class Snapshot:
 class ConfigStore:
     """The current snapshot; ``apply`` builds the next one, reusing unchanged destination state."""
 
-    def __init__(self, own_service: str, metrics: Metrics, defects: Defects):
+    def __init__(self, own_service: str, metrics: Metrics, defects: Defects, prober: HealthProber | None = None):
         self._own = own_service
         self._metrics = metrics
         self._defects = defects
+        self._prober = prober  # active health checks of destinations that configure them (None: off)
         self.current: Snapshot | None = None
 
     def install(self, generation: int, version: int, scenario: Scenario | Mapping,
@@ -88,13 +90,13 @@ class ConfigStore:
                 destinations[service.name] = kept
             else:
                 destinations[service.name] = Destination(service.name, spiffe_id, policy, loop,
-                                                         self._metrics, self._defects)
+                                                         self._metrics, self._defects, self._prober)
         for name, dest in old.items():
             if destinations.get(name) is not dest:
                 dest.close()
         snapshot = Snapshot(generation, version, scenario, endpoints, self._own, destinations, self._defects)
         for name, dest in destinations.items():
-            dest.outlier.set_hosts([ep["address"] for ep in endpoints.values() if ep["service"] == name])
+            dest.set_hosts([ep["address"] for ep in endpoints.values() if ep["service"] == name])
         self.current = snapshot
         return snapshot
 

@@ -2,9 +2,9 @@
 
 Per request (docs/architecture.md "Sidecar behaviour"): Host selects the destination
 (``RouteTable.destination_for_host``), the first matching route decides timeout, retries and fault;
-each try picks a version by weight, an endpoint of it that the outlier detector has not ejected (by the
-destination's balancer), takes a pooled connection (or opens one, within the breaker's
-``max_connections``, else waits as pending) and sends the request with ``x-envoy-attempt-count``. The
+each try picks a version by weight, an endpoint of it that is neither ejected nor failing active health
+checks (``Destination.available``; by the destination's balancer), takes a pooled connection (or opens
+one, within the breaker's ``max_connections``, else waits as pending) and sends the request with ``x-envoy-attempt-count``. The
 try ends as a response, a reset, a connect failure or a per-try timeout (an ``Outcome``), which feeds
 the outlier detector and the retry policy. The route ``Deadline`` spans all tries and backoffs.
 
@@ -227,7 +227,7 @@ class _Exchange:
     def _attempt(self) -> None:
         ob, dest, snap = self.ob, self.dest, self.snap
         endpoints = snap.endpoints_of(dest.name, snap.routes.pick_version(self.route, ob.rng))
-        available = dest.outlier.available(endpoints)
+        available = dest.available(endpoints)  # not ejected, not failing active health checks
         if not available:
             self._finish(NO_HEALTHY)
             return

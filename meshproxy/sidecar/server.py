@@ -23,6 +23,7 @@ from meshproxy.sidecar.admin import make_admin_app
 from meshproxy.sidecar.bootstrap import Bootstrap
 from meshproxy.sidecar.certs import CertificateStore, Rotator, Svid
 from meshproxy.sidecar.config import ConfigStore
+from meshproxy.sidecar.health import HealthProber
 from meshproxy.sidecar.http1 import ServerConnection
 from meshproxy.sidecar.inbound import Inbound
 from meshproxy.sidecar.limits import ConnectionGate, Watchdog
@@ -50,7 +51,8 @@ class Sidecar:
         self.limits = boot.limits
         self.gate = ConnectionGate(boot.limits.max_connections)
         self.certs = CertificateStore(Path(boot.work_dir), self.metrics, self.defects)
-        self.config = ConfigStore(boot.service, self.metrics, self.defects)
+        self.prober = HealthProber(self.certs, boot.limits, self.metrics)
+        self.config = ConfigStore(boot.service, self.metrics, self.defects, prober=self.prober)
         self.ready = False
         self._tasks: list[asyncio.Task] = []
         self._outbound_server: asyncio.AbstractServer | None = None

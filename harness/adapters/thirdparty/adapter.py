@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from harness.adapters.base import HttpRequest, HttpResponse, Implementation
 from harness.adapters.kit import (START_TIMEOUT_S, FeatureClaims, InterposedHop, KeepAliveClient, StateDeployment,
-                                  workload_certificate)
+                                  Withdrawal, workload_certificate)
 from harness.adapters.thirdparty.runtime import ProxyFlavor, ThirdPartyMesh, find_binary
 from harness.features import Feature
 from meshscenario import Scenario
@@ -27,7 +27,7 @@ from meshscenario import Scenario
 
 
 class ThirdPartyAdapter:
-    """MeshAdapter + MeshCertificates + HopInterposer + ProcessControl for a proxy run as every
+    """MeshAdapter + MeshCertificates + HopInterposer + EndpointMembership + ProcessControl for a proxy run as every
     workload's sidecar (ProcessControl: "<workload>" is its proxy, "<workload>/echo" its app)."""
 
     name: ClassVar[str]
@@ -117,6 +117,18 @@ class ThirdPartyAdapter:
     def _restore_hop(self, workload: str) -> None:
         if self._mesh is not None and self._mesh.running:
             self._mesh.override(workload, None)
+
+    # -- EndpointMembership: the server leaves every rendered config (a reload), its echo keeps running ---
+    def withdraw_endpoint(self, workload: str) -> Withdrawal:
+        self._workload(workload)
+        mesh = self._running()
+        seconds = mesh.withdraw(workload)
+
+        def readmit() -> None:
+            if self._mesh is mesh and mesh.running:
+                mesh.withdraw(workload, out=False)
+
+        return Withdrawal(workload, readmit, seconds)
 
     # -- helpers --------------------------------------------------------------------------------------
     # -- ProcessControl: the runtime's (meshruntime.control), shared with the reference mesh -------------

@@ -84,6 +84,7 @@ class ThirdPartyMesh(ProcessControlled):
         self.state_dir = Path(tempfile.mkdtemp(prefix=f"meshconform-{flavor.name}-"))
         self.generation = 0
         self.overrides: dict[str, str] = {}  # workload -> address callers use instead of its inbound
+        self.withdrawn: set[str] = set()  # workloads left out of their service's servers (EndpointMembership)
         self.identities = WorkloadIdentities(scenario.trust_domain, self.state_dir, scenario.cert_ttl,
                                              on_renewed=self._renewed)
         self.proxies: dict[str, ManagedProcess] = {}
@@ -150,6 +151,15 @@ class ThirdPartyMesh(ProcessControlled):
                 self.overrides[workload] = address
             return self.apply()
 
+    def withdraw(self, workload: str, out: bool = True) -> float:
+        """Leave ``workload`` out of every proxy's servers (``out=False``: put it back); in effect."""
+        with self._lock:
+            if out:
+                self.withdrawn.add(workload)
+            else:
+                self.withdrawn.discard(workload)
+            return self.apply()
+
     def stop(self) -> None:
         self.running = False
         self.identities.stop()
@@ -204,7 +214,7 @@ class ThirdPartyMesh(ProcessControlled):
 
     def addresses(self) -> dict[str, str]:
         return {name: self.overrides.get(name, f"{a.ip}:{INBOUND_PORT}")
-                for name, a in self.layout.workloads.items()}
+                for name, a in self.layout.workloads.items() if name not in self.withdrawn}
 
     def view(self, workload: Workload) -> ProxyView:
         return proxy_view(self.scenario, workload, ip=self.layout.workloads[workload.name].ip,

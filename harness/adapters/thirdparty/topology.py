@@ -122,7 +122,8 @@ def _route_view(rid: str, route: Route, scenario: Scenario, addresses: Mapping[s
     servers = tuple(
         Server(name=w.name, address=addresses[w.name], version=w.version, weight=weights[w.version],
                spiffe_id=w.spiffe_id)
-        for w in scenario.workloads() if w.service == dest.name and w.version in weights)
+        for w in scenario.workloads()
+        if w.service == dest.name and w.version in weights and w.name in addresses)  # absent: withdrawn
     retries: Retries | None = route.retries
     per_try = retries.per_try_timeout if retries else None
     timeout = min(t for t in (per_try, route.timeout) if t is not None) if (per_try or route.timeout) else None
@@ -155,7 +156,8 @@ def _route_view(rid: str, route: Route, scenario: Scenario, addresses: Mapping[s
 def proxy_view(scenario: Scenario, workload: Workload, *, ip: str, addresses: Mapping[str, str],
                generation: int, work_dir: Path, bundle_path: Path) -> ProxyView:
     """The view of ``workload``'s proxy. ``addresses`` maps every workload to the inbound address its
-    callers should use (normally ``IP:15006``; a hop interposer substitutes its proxy)."""
+    callers should use (normally ``IP:15006``; a hop interposer substitutes its proxy); a workload
+    missing from it is withdrawn from its service's servers."""
     policy = scenario.policy(workload.service)
     destinations = []
     rid = 0

@@ -96,11 +96,12 @@ class Kit:
         return app
 
     async def sidecar(self, service: str, ip: str, scenario: dict, endpoints: dict, *,
-                      limits: dict | None = None, defects: dict | None = None, version: str = "v1") -> Sidecar:
-        name = f"{service}-{version}-0"
+                      limits: dict | None = None, defects: dict | None = None, version: str = "v1",
+                      instance: int = 0) -> Sidecar:
+        name = f"{service}-{version}-{instance}"
         cert, key = self.issue(name, spiffe(service))
         boot = parse_bootstrap({
-            "workload": name, "service": service, "namespace": "default", "version": version, "instance": 0,
+            "workload": name, "service": service, "namespace": "default", "version": version, "instance": instance,
             "spiffe_id": spiffe(service), "trust_domain": TD, "ip": ip, "inbound_port": INBOUND_PORT,
             "outbound_port": OUTBOUND_PORT, "admin_port": ADMIN_PORT, "app": f"{ip}:{APP_PORT}",
             "bundle": str(self.bundle), "work_dir": str(self.tmp / name),

@@ -1,0 +1,121 @@
+"""The health suite's bounds and pure decisions, on simulated probe schedules and synthetic timelines.
+
+The bounds of suites/health/_support.py are worst cases, not quantiles: a seeded simulation of the
+probe schedules of Envoy (next probe ``interval`` after the previous result) and HAProxy (a failure
+counts towards ``fall`` whatever it is), with any round trip up to ``timeout`` and the flip anywhere in
+the probe cycle, never needs more than the bound. What is left of the false-fail rate is the machine's
+scheduling (a sidecar's timer or the client's request late by more than the propagation allowance).
+"""
+
+from __future__ import annotations
+
+import random
+
+from meshscenario import HealthCheck
+from suites.health._support import (INSTANCES, PERIOD_S, PROPAGATION_S, TIMER_SLACK_S, Sent, earliest_return_s,
+                                    judge_removal, judge_return, removal_bound_s, return_bound_s, workload)
+
+HC = HealthCheck(path="/healthz", interval=0.25, timeout=0.15, unhealthy_threshold=2, healthy_threshold=3)
+S = 1_000_000_000
+FLIP = 10 * S
+BAD, OTHERS = workload(0), [workload(1), workload(2)]
+
+
+def _transition_after_flip(rng: random.Random, threshold: int, *, every_result_counts: bool,
+                           max_rtt_s: float = HC.timeout) -> float:
+    """Seconds from a flip at a random phase of the probe cycle to the probe result that changes the
+    host's health: ``threshold`` probes started after the flip (1 when a non-200 answer acts at once)."""
+    needed = threshold if every_result_counts else 1
+    t, flip = 0.0, rng.uniform(5.0, 6.0)
+    done = 0
+    while True:
+        rtt = rng.uniform(0.0, max_rtt_s)
+        started, ended = t, t + rtt
+        if started >= flip:
+            done += 1
+            if done == needed:
+                return ended - flip
+        t = ended + HC.interval  # Envoy: the interval timer is armed when the result comes in
+
+
+def test_the_bounds_cover_every_simulated_schedule():
+    rng = random.Random(20261203)
+    removal = return_ = 0.0
+    earliest = float("inf")
+    for _ in range(20_000):
+        removal = max(removal, _transition_after_flip(rng, HC.unhealthy_threshold, every_result_counts=True))
+        back = _transition_after_flip(rng, HC.healthy_threshold, every_result_counts=True)
+        return_, earliest = max(return_, back), min(earliest, back)
+    # the propagation allowance is for the request stream, not the probes: the probes alone stay within
+    assert removal <= removal_bound_s(HC) - PROPAGATION_S
+    assert return_ <= return_bound_s(HC) - PROPAGATION_S - INSTANCES * PERIOD_S
+    assert earliest >= earliest_return_s(HC) + TIMER_SLACK_S
+
+
+def test_one_pass_back_is_earlier_than_the_lower_bound_with_loopback_round_trips():
+    # a probe on loopback takes a few ms (mTLS included, connection kept alive); with round trips up to
+    # 50 ms a mesh that needs one pass is back within interval + 2 x 50 ms, always before the lower bound
+    rng = random.Random(11)
+    latest = max(_transition_after_flip(rng, 1, every_result_counts=True, max_rtt_s=0.05) for _ in range(20_000))
+    assert latest < earliest_return_s(HC)
+
+
+def test_envoy_takes_a_503_out_at_the_first_probe():
+    rng = random.Random(7)
+    worst = max(_transition_after_flip(rng, HC.unhealthy_threshold, every_result_counts=False) for _ in range(5000))
+    assert worst <= HC.interval + 2 * HC.timeout
+
+
+def _stream(t_from: int, t_to: int, skip_bad_after: int | None):
+    """Round-robin requests every PERIOD_S; the bad endpoint's share stops at ``skip_bad_after``."""
+    sent, arrivals = [], {w: [] for w in [BAD, *OTHERS]}
+    t, i = t_from, 0
+    while t < t_to:
+        endpoint = [BAD, *OTHERS][i % 3]
+        if endpoint == BAD and skip_bad_after is not None and t > skip_bad_after:
+            endpoint = OTHERS[i % 2]
+        sent.append(Sent(t, 200, endpoint))
+        arrivals[endpoint].append(t + 2_000_000)
+        t += int(PERIOD_S * S)
+        i += 1
+    return sent, arrivals
+
+
+def _removal(skip_after: int | None, end_s: float = 2.0, probes_seen: int = 30):
+    sent, arrivals = _stream(FLIP - S // 2, FLIP + int(end_s * S), skip_after)
+    return judge_removal(arrivals[BAD], {w: arrivals[w] for w in OTHERS}, sent, flip_ns=FLIP,
+                         end_ns=sent[-1].sent_ns, bound_s=removal_bound_s(HC), probes_seen=probes_seen)
+
+
+def test_an_endpoint_out_in_time_passes():
+    assert _removal(FLIP + int(0.2 * S)) == []
+    assert _removal(FLIP + int((removal_bound_s(HC) - 0.05) * S)) == []
+
+
+def test_an_endpoint_never_out_is_named_ignored():
+    problems = _removal(None)
+    assert len(problems) == 1 and "never taken out" in problems[0] and "30 probes reached it" in problems[0]
+
+
+def test_an_endpoint_out_late_is_named_late():
+    problems = _removal(FLIP + int((removal_bound_s(HC) + 0.3) * S))
+    assert len(problems) == 1 and "taken out late" in problems[0]
+
+
+def test_failed_requests_after_the_flip_fail_the_check():
+    sent, arrivals = _stream(FLIP, FLIP + 2 * S, FLIP)
+    sent[10] = Sent(sent[10].sent_ns, 503, None)
+    problems = judge_removal(arrivals[BAD], {w: arrivals[w] for w in OTHERS}, sent, flip_ns=FLIP,
+                             end_ns=sent[-1].sent_ns, bound_s=removal_bound_s(HC), probes_seen=3)
+    assert len(problems) == 1 and "traffic must keep flowing" in problems[0]
+
+
+def test_return_within_the_bounds_passes_and_late_early_or_never_fails():
+    bounds = {"bound_s": return_bound_s(HC), "earliest_s": earliest_return_s(HC), "healthy_threshold": 3}
+    assert judge_return([FLIP - S, FLIP + int(0.6 * S)], back_ns=FLIP, end_ns=FLIP + S, **bounds) == []
+    late = judge_return([FLIP + int((bounds["bound_s"] + 0.1) * S)], back_ns=FLIP, end_ns=FLIP + 2 * S, **bounds)
+    assert len(late) == 1 and "came back late" in late[0]
+    early = judge_return([FLIP + int(0.2 * S)], back_ns=FLIP, end_ns=FLIP + 2 * S, **bounds)
+    assert len(early) == 1 and "too early" in early[0] and "healthy_threshold=3" in early[0]
+    never = judge_return([FLIP - S], back_ns=FLIP, end_ns=FLIP + 2 * S, **bounds)
+    assert len(never) == 1 and "never got traffic again" in never[0]
