@@ -63,7 +63,8 @@ def _timeline(evidence, times: dict[str, list[int]], t0: int, title: str) -> Non
                 f"{TOLERANCE_S * 1e3:.0f} ms, then exactly {OD.consecutive_5xx} again and an ejection of at least 2x "
                 f"(base x number of ejections, at most base x 2 + interval + {TOLERANCE_S * 1e3:.0f} ms), then traffic "
                 f"again. The lower bounds are exact; the upper ones are timing tolerances.",
-    features=[Feature.OUTLIER_DETECTION], profile=Profile.RESILIENCE, level=Level.CORE)
+    features=[Feature.OUTLIER_DETECTION, Feature.HEALTH_CHECK_PASSIVE], profile=Profile.RESILIENCE,
+    level=Level.CORE)
 def test_outlier_ejection(mesh, breaking_mesh, evidence):
     problems = measure_outlier_ejection(mesh, breaking_mesh, evidence)
     assert not problems, "outlier detection wrong: " + "; ".join(problems)
