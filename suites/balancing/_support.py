@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from fixtures.echo.answer import echo_identity
 from harness.adapters.base import HttpRequest, HttpResponse
 from harness.stats import Decision
 
@@ -39,15 +40,8 @@ EVEN_DEADLINE_S = 14.0
 
 def endpoint_of(response: HttpResponse, service: str) -> str | None:
     """The instance of ``service`` whose echo answered, or None if no echo of it answered."""
-    if response.status != 200:
-        return None
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(body, dict) or body.get("service") != service:
-        return None
-    return str(body.get("instance"))
+    who = echo_identity(response.body) if response.status == 200 else None
+    return who.instance if who is not None and who.service == service else None
 
 
 def describe(response: HttpResponse) -> str:

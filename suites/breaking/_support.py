@@ -12,13 +12,13 @@ tests and the unit tests (tests/harness/test_breaking_decisions.py) all use them
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from fixtures.echo.answer import echo_identity
 from harness.adapters.base import HttpRequest, HttpResponse
 
 CLIENT = "client-v1-0"
@@ -33,20 +33,13 @@ def workload(service: str, instance: int = 0) -> str:
 
 def is_echo_answer(response: HttpResponse) -> bool:
     """The answer came from an echo instance (its JSON names the instance), not from the mesh."""
-    if response.status is None or not response.body.startswith(b"{"):
-        return False
-    try:
-        return "instance" in json.loads(response.body)
-    except ValueError:
-        return False
+    return response.status is not None and echo_identity(response.body) is not None
 
 
 def answered_by(response: HttpResponse) -> str | None:
     """The workload name of the echo that answered, or None for an answer of the mesh's own."""
-    if not is_echo_answer(response):
-        return None
-    body = response.json()
-    return f"{body['service']}-{body['version']}-{body['instance']}"
+    who = echo_identity(response.body) if response.status is not None else None
+    return who.workload if who is not None else None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from fixtures.echo.answer import echo_identity
 from harness.adapters.base import HttpRequest, HttpResponse
 from meshscenario import HealthCheck
 
@@ -68,15 +69,8 @@ class Sent:
 
 
 def answered_by(response: HttpResponse) -> str | None:
-    if response.status != 200:
-        return None
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(body, dict) or body.get("service") != SERVICE:
-        return None
-    return f"{body['service']}-{body['version']}-{body['instance']}"
+    who = echo_identity(response.body) if response.status == 200 else None
+    return who.workload if who is not None and who.service == SERVICE else None
 
 
 def drive(mesh, key: str, *, max_s: float, stop: Callable[[list[Sent]], bool] = lambda sent: False,

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from fixtures.echo.answer import echo_identity
 from harness.adapters.base import HttpRequest, HttpResponse
 from harness.stats import Decision, SequentialSplitTest
 
@@ -76,13 +77,8 @@ def send_all(mesh, requests: Sequence[HttpRequest], pool: ThreadPoolExecutor) ->
 
 def version_of(response: HttpResponse) -> str | None:
     """The version of the echo that answered, or None if the answer did not come from an echo."""
-    if response.status != 200:
-        return None
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return body.get("version") if isinstance(body, dict) and body.get("service") == DESTINATION else None
+    who = echo_identity(response.body) if response.status == 200 else None
+    return who.version if who is not None and who.service == DESTINATION else None
 
 
 def describe(response: HttpResponse) -> str:
