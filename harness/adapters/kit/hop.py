@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Callable
 
+from harness.adapters.kit.lease import Lease
 
-class InterposedHop:
+
+class InterposedHop(Lease):
     """``heal()`` points callers back at the real inbound, once, however often it is called."""
 
     def __init__(self, workload: str, proxy: Any, restore: Callable[[], None]):
-        self.workload = workload
+        super().__init__(workload, restore)
         self.proxy = proxy
-        self._restore = restore
-        self._lock = threading.Lock()
-        self.healed = False
-
-    def heal(self) -> None:
-        with self._lock:
-            if self.healed:
-                return
-            self.healed = True
-        self._restore()

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.adapters.kit import FeatureClaims, InterposedHop
+import threading
+
+from harness.adapters.kit import FeatureClaims, InterposedHop, Withdrawal
 from harness.features import Feature
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -33,6 +35,17 @@ def test_heal_restores_once():
     hop.heal()
     hop.heal()
     assert calls == [1] and hop.healed
+
+
+def test_a_withdrawal_readmits_once_from_many_threads():
+    calls = []
+    lease = Withdrawal("ring-v1-2", readmit=lambda: calls.append(1), seconds=0.1)
+    threads = [threading.Thread(target=lease.heal) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=5)
+    assert calls == [1] and lease.healed and lease.seconds == 0.1
 
 
 @pytest.mark.parametrize("adapter", ["harness.adapters.haproxy", "harness.adapters.nginx"])
