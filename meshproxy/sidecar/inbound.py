@@ -224,7 +224,7 @@ class Inbound:
 
     async def _connect_and_send(self, conn: ServerConnection, data: bytes, head_only: bool) -> None:
         try:
-            upstream = await self._pool.open(self._app_key, self._app_host, self._app_port, None, None, None, None)
+            upstream = await self._pool.connect(self._app_key, self._app_host, self._app_port, None, None, None, None)
         except ConnectFailure:
             conn.respond(self._count(APP_UNREACHABLE))
             return

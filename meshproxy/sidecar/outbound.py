@@ -132,6 +132,8 @@ class Outbound:
         if conn is not None:
             return conn
         breaker = dest.breaker
+        host, _, port = endpoint.rpartition(":")
+        ctx = self._certs.client_ctx if dest.use_tls else None
         while not breaker.may_open_connection():
             if not breaker.try_enqueue_pending():
                 raise _Overflow()
@@ -145,9 +147,10 @@ class Outbound:
                 breaker.dequeue_pending()
             if conn is not None:
                 return conn
-        host, _, port = endpoint.rpartition(":")
-        ctx = self._certs.client_ctx if dest.use_tls else None
-        return await self.pool.open(key, host, int(port), ctx, dest.spiffe_id, dest, timeout)
+        try:  # the first connection ready for this endpoint: released by another request, or opened
+            return await self.pool.connect(key, host, int(port), ctx, dest.spiffe_id, dest, timeout)
+        except asyncio.TimeoutError:
+            raise _RouteTimeout() from None
 
 
 def _request_id(rng: random.Random) -> bytes:
