@@ -4,7 +4,7 @@ The meter runs each load in a process of its own; ``measure``/``measure_async`` 
 """
 
 from harness.load.openloop import (ClosedLoop, LoadResult, MeterError, OpenLoop, Target, TlsClient,
-                                   measure, measure_async)
+                                   measure, measure_async, measure_series)
 
 __all__ = ["ClosedLoop", "LoadResult", "MeterError", "OpenLoop", "Target", "TlsClient", "measure",
-           "measure_async"]
+           "measure_async", "measure_series"]

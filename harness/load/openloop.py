@@ -26,7 +26,7 @@ from harness.load.spec import (ClosedLoop, LoadResult, OpenLoop, Target, TlsClie
                                load_to_dict)
 
 __all__ = ["ClosedLoop", "LoadResult", "MeterError", "OpenLoop", "Target", "TlsClient", "measure",
-           "measure_async"]
+           "measure_async", "measure_series"]
 
 # Beyond the load's own bound: interpreter start, warm connections, drain, JSON out.
 _PROCESS_SLACK_S = 30.0
@@ -81,6 +81,20 @@ async def measure_async(target: Target, load: OpenLoop | ClosedLoop) -> LoadResu
     return _parse_output(proc.returncode, stdout, stderr)
 
 
+def measure_series(runs: list[tuple[Target, OpenLoop | ClosedLoop]]) -> list[LoadResult]:
+    """Several loads one after the other in ONE meter process (e.g. interleaved repeats of two paths):
+    the interpreter start (~0.3 s here) is paid once, not per run. Each run opens its own connections
+    and is timed on its own, exactly as with ``measure``."""
+    if not runs:
+        return []
+    spec = json.dumps({"series": [{"target": t.to_dict(), "load": load_to_dict(load)} for t, load in runs]})
+    timeout = sum(_process_timeout(load) - _PROCESS_SLACK_S for _, load in runs) + _PROCESS_SLACK_S
+    proc = subprocess.run(_command(), input=spec.encode(), capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise MeterError(f"meter exited with {proc.returncode}: {proc.stderr.decode(errors='replace')[-2000:]}")
+    return [LoadResult.from_dict(d) for d in json.loads(proc.stdout)]
+
+
 def run_spec(spec: dict[str, Any]) -> LoadResult:
     """Run a JSON spec in this process (the meter process's body)."""
     import uvloop
@@ -95,8 +109,12 @@ def run_spec(spec: dict[str, Any]) -> LoadResult:
 
 
 def main() -> None:
-    result = run_spec(json.loads(sys.stdin.buffer.read()))
-    sys.stdout.write(json.dumps(result.to_dict()))
+    spec = json.loads(sys.stdin.buffer.read())
+    if "series" in spec:
+        out: Any = [run_spec(one).to_dict() for one in spec["series"]]
+    else:
+        out = run_spec(spec).to_dict()
+    sys.stdout.write(json.dumps(out))
     sys.stdout.flush()
 
 

@@ -140,3 +140,19 @@ async def test_results_of_parallel_meters_merge(server):
     assert merged.latency_histogram().get_total_count() == 250
     assert min(a.min_us, b.min_us) == merged.min_us and max(a.max_us, b.max_us) == merged.max_us
     assert LoadResult.from_dict(merged.to_dict()) == merged
+
+
+async def test_a_series_runs_each_load_on_its_own_in_one_meter_process(server):
+    import asyncio
+
+    from harness.load import measure_series
+
+    behaviour, address = server
+    behaviour.delay_s = 0.002
+    loads = [(Target(address), OpenLoop(rate=400, count=100)), (Target(address), ClosedLoop(connections=1, count=30)),
+             (Target(address), OpenLoop(rate=200, count=50))]
+    results = await asyncio.to_thread(measure_series, loads)
+    assert [r.count for r in results] == [100, 30, 50]
+    assert [r.mode for r in results] == ["open", "closed", "open"]
+    assert all(r.errors == 0 and r.min_us >= 2 * MS * 0.999 for r in results)
+    assert [r.latency_histogram().get_total_count() for r in results] == [100, 30, 50]
