@@ -25,11 +25,31 @@ OPTIONS = [
      "directory for the conformance, JUnit, HTML and SMP reports (default: reports)"),
 ]
 MESH_OPTION = ("--mesh-option", "meshconform_mesh_options", "meshconform_mesh_options")
+# The performance checks' budgets (suites/performance), same shape as OPTIONS; parsed by read_performance.
+PERFORMANCE_OPTIONS = [
+    ("--latency-budget", "meshconform_latency_budget", "meshconform_latency_budget", "string", "2",
+     "MeshLatencyOverhead/MeshThroughput: added p99 per proxy hop, in ms (default: 2)"),
+    ("--latency-rates", "meshconform_latency_rates", "meshconform_latency_rates", "string", "500,2000",
+     "MeshLatencyOverhead: open-loop rates in req/s, comma list (default: 500,2000)"),
+    ("--latency-repeats", "meshconform_latency_repeats", "meshconform_latency_repeats", "string", "5",
+     "MeshLatencyOverhead: interleaved repeats per rate, at least 5 (default: 5)"),
+    ("--propagation-budget", "meshconform_propagation_budget", "meshconform_propagation_budget", "string", "5",
+     "MeshConfigPropagation: p99 seconds from apply to the first request served by the new route (default: 5)"),
+    ("--resource-rate", "meshconform_resource_rate", "meshconform_resource_rate", "string", "1000",
+     "MeshResourceUse: the rate in req/s at which CPU and memory are measured (default: 1000)"),
+    ("--cpu-budget", "meshconform_cpu_budget", "meshconform_cpu_budget", "string", "",
+     "MeshResourceUse: optional vCPU per proxy per 1,000 req/s (Istio publishes 0.20)"),
+    ("--memory-budget", "meshconform_memory_budget", "meshconform_memory_budget", "string", "",
+     "MeshResourceUse: optional peak resident MB per proxy (Istio publishes 60)"),
+]
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("meshconform", "mesh conformance (meshconform)")
     for flag, dest, ini, ini_type, default, help_text in OPTIONS:
+        group.addoption(flag, dest=dest, default=None, help=help_text)
+        parser.addini(ini, help_text, type=ini_type, default=default)
+    for flag, dest, ini, ini_type, default, help_text in PERFORMANCE_OPTIONS:
         group.addoption(flag, dest=dest, default=None, help=help_text)
         parser.addini(ini, help_text, type=ini_type, default=default)
     flag, dest, ini = MESH_OPTION
@@ -79,6 +99,58 @@ def read_settings(config: pytest.Config) -> Settings:
         run_tests=_names(raw["meshconform_run"]),
         report_dir=report_dir if report_dir.is_absolute() else config.invocation_params.dir / report_dir,
         mesh_options=options,
+    )
+
+
+@dataclass(frozen=True)
+class PerformanceSettings:
+    latency_budget_ms: float
+    latency_rates: tuple[float, ...]
+    latency_repeats: int
+    propagation_budget_s: float
+    resource_rate: float
+    cpu_budget: float | None  # vCPU per proxy per 1,000 req/s
+    memory_budget_mb: float | None
+
+
+def read_performance(config: pytest.Config) -> PerformanceSettings:
+    """The performance budgets, command line over ini over default; a bad value names its flag."""
+
+    def raw(flag: str) -> str:
+        _, dest, ini, *_ = next(o for o in PERFORMANCE_OPTIONS if o[0] == flag)
+        given = config.getoption(dest)
+        return (given if given is not None else config.getini(ini)).strip()
+
+    def number(flag: str, *, low: float, optional: bool = False) -> float | None:
+        text = raw(flag)
+        if optional and not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            raise pytest.UsageError(f"meshconform: {flag} wants a number, got {text!r}") from None
+        if not value >= low or value != value or value == float("inf"):
+            raise pytest.UsageError(f"meshconform: {flag} must be a finite number >= {low:g}, got {text!r}")
+        return value
+
+    rates_text = raw("--latency-rates")
+    try:
+        rates = tuple(float(r) for r in rates_text.split(",") if r.strip())
+    except ValueError:
+        raise pytest.UsageError(f"meshconform: --latency-rates wants a comma list of req/s, got {rates_text!r}") from None
+    if not rates or any(not 1 <= r <= 100_000 for r in rates):
+        raise pytest.UsageError(f"meshconform: --latency-rates wants rates in 1..100000 req/s, got {rates_text!r}")
+    repeats = number("--latency-repeats", low=5)
+    if repeats != int(repeats):
+        raise pytest.UsageError(f"meshconform: --latency-repeats wants a whole number, got {raw('--latency-repeats')!r}")
+    return PerformanceSettings(
+        latency_budget_ms=number("--latency-budget", low=0.001),
+        latency_rates=rates,
+        latency_repeats=int(repeats),
+        propagation_budget_s=number("--propagation-budget", low=0.001),
+        resource_rate=number("--resource-rate", low=1),
+        cpu_budget=number("--cpu-budget", low=0.0, optional=True),
+        memory_budget_mb=number("--memory-budget", low=0.0, optional=True),
     )
 
 

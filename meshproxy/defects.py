@@ -28,6 +28,9 @@ KNOWN = frozenset({
     "ejection_never_ends", "ejection_not_multiplied", "max_ejection_percent_ignored", "eject_late",
     # active health checks (suites/health)
     "health_check_ignored", "healthy_threshold_ignored",
+    # performance (suites/performance): a fixed delay per outbound request (param: ms), config applied
+    # late (param: seconds), memory kept per outbound request (param: bytes)
+    "hop_delay_ms", "slow_config_apply", "leak_per_request",
 })
 
 

@@ -211,3 +211,21 @@ class ProcessControl(Protocol):
     def resume(self, component: str) -> None: ...
 
     def restart(self, component: str) -> None: ...
+
+
+@runtime_checkable
+class MeshDataPlane(Protocol):
+    """Where a workload's application sends, and which processes carry its traffic: so a meter can load
+    a workload's outbound listener directly (open loop, µs timing) and the harness can read the proxies'
+    CPU and memory. ``proxy_hops`` is the number of proxies a request from one workload to another
+    crosses (2: the caller's outbound side and the destination's inbound side)."""
+
+    proxy_hops: int
+
+    def outbound_address(self, workload: str) -> str:
+        """"IP:PORT" of ``workload``'s outbound listener (plain HTTP/1.1; the Host header picks the service)."""
+        ...
+
+    def proxy_pids(self, workload: str) -> tuple[int, ...]:
+        """The processes of ``workload``'s proxy (their children are counted with them)."""
+        ...

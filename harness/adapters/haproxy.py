@@ -69,6 +69,10 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
     Feature.PER_TRY_TIMEOUT,
     Feature.REQUEST_TIMEOUT,
     Feature.FAULT_INJECTION_ABORT,
+    Feature.LATENCY_OVERHEAD,
+    Feature.THROUGHPUT,
+    Feature.CONFIG_PROPAGATION,
+    Feature.RESOURCE_USE,
 ], reasons={
     Feature.RETRY_BACKOFF: "HAProxy retries at once (no backoff or jitter between tries)",
     Feature.FAULT_INJECTION_DELAY: "HAProxy has no built-in action that delays a share of requests "
@@ -81,10 +85,6 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
     Feature.CHAOS_SIDECAR_RESTART: "the haproxy adapter does not implement ProcessControl yet",
     Feature.CHAOS_CONTROL_PLANE_KILL: "HAProxy has no control plane: configuration is a file the adapter renders",
     Feature.CHAOS_PARTITION: "not wired yet (a disabled fault proxy on the hop would do it)",
-    Feature.LATENCY_OVERHEAD: "no performance suite runs against third-party adapters yet",
-    Feature.THROUGHPUT: "no performance suite runs against third-party adapters yet",
-    Feature.RESOURCE_USE: "the haproxy adapter does not measure proxy CPU and memory yet",
-    Feature.CONFIG_PROPAGATION: "no check for it yet; apply() returns the measured reload time",
     Feature.METRICS: "the haproxy adapter does not implement MeshStats (HAProxy's stats socket would)",
     Feature.TRACING: "HAProxy does not add or propagate trace headers by itself",
     Feature.ACCESS_LOGS: "the adapter configures no access log",

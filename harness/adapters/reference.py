@@ -36,8 +36,8 @@ FEATURES = FeatureClaims.of("reference", supported=[
     Feature.HEALTH_CHECK_PASSIVE, Feature.HEALTH_CHECK_ACTIVE,
     Feature.RETRIES, Feature.RETRY_BACKOFF, Feature.PER_TRY_TIMEOUT, Feature.REQUEST_TIMEOUT,
     Feature.CIRCUIT_BREAKING, Feature.CIRCUIT_BREAKING_RETRIES, Feature.OUTLIER_DETECTION, Feature.FAULT_INJECTION_DELAY, Feature.FAULT_INJECTION_ABORT,
+    Feature.LATENCY_OVERHEAD, Feature.THROUGHPUT, Feature.CONFIG_PROPAGATION, Feature.RESOURCE_USE,
 ], reasons={
-    Feature.RESOURCE_USE: "the reference adapter does not measure sidecar CPU and memory yet",
     Feature.ACCESS_LOGS: "the reference sidecar writes no access log",
     Feature.SERVICE_GRAPH: "the reference mesh exports no service-graph telemetry",
     Feature.METRICS: "the reference sidecar's counters are not yet checked against ground truth",
@@ -199,6 +199,16 @@ class ReferenceAdapter:
 
     def restart(self, component: str) -> None:
         self._running().restart(component)
+
+    # -- MeshDataPlane ---------------------------------------------------------------------------------
+    proxy_hops = 2  # the caller's sidecar (outbound) and the destination's (inbound)
+
+    def outbound_address(self, workload: str) -> str:
+        return self._workload_state(workload)["outbound"]
+
+    def proxy_pids(self, workload: str) -> tuple[int, ...]:
+        pid = self._workload_state(workload)["pids"]["sidecar"]
+        return (pid,) if pid else ()
 
     # -- helpers ------------------------------------------------------------------------------------------
     def _running(self):

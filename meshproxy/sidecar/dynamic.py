@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from meshproxy.ca import key_pem, new_key_and_csr
 from meshproxy.cpclient import AsyncControlPlaneClient, RegisterFirst
+from meshproxy.defects import NONE, Defects
 from meshproxy.sidecar.bootstrap import Bootstrap
 from meshproxy.sidecar.certs import CertificateStore, Svid
 from meshproxy.sidecar.config import ConfigStore
@@ -27,10 +28,12 @@ LONG_POLL_S = 30.0
 
 
 class ControlPlaneSession:
-    def __init__(self, boot: Bootstrap, certs: CertificateStore, config: ConfigStore):
+    def __init__(self, boot: Bootstrap, certs: CertificateStore, config: ConfigStore, defects: Defects = NONE):
         self._boot = boot
         self._certs = certs
         self._config = config
+        # defect "slow_config_apply": every pushed generation is applied (and acked) this many seconds late
+        self._apply_delay_s = float(defects.param("slow_config_apply") or 0) if defects.active("slow_config_apply") else 0.0
         self.client = AsyncControlPlaneClient(boot.controlplane, boot.bundle)
 
     async def _sign(self, join_token: str | None) -> Svid:
@@ -78,6 +81,8 @@ class ControlPlaneSession:
             after = current.generation if current is not None else -1
             try:
                 answer = await self.client.config(self._boot.workload, after=after, wait=LONG_POLL_S)
+                if self._apply_delay_s:
+                    await asyncio.sleep(self._apply_delay_s)  # the defect's delay itself
                 self._install(answer)
                 await self.client.ack(self._boot.workload, answer["generation"], answer["version"])
                 on_applied()

@@ -93,6 +93,11 @@ class Outbound:
         self.overflow = OVERFLOW if not defects.active("no_overload_marker") else \
             simple_reply(503, b"upstream connect error or disconnect/reset before headers. reset reason: overflow\n")
         self._queue_overflow = defects.active("overflow_queued")
+        # defect "hop_delay_ms": every routed request waits this long before its first try
+        self._hop_delay_s = float(defects.param("hop_delay_ms") or 0) / 1000 if defects.active("hop_delay_ms") else 0.0
+        # defect "leak_per_request": this many bytes kept for good per routed request
+        self._leak_bytes = int(defects.param("leak_per_request") or 0) if defects.active("leak_per_request") else 0
+        self._leaked: list[bytes] = []
         self.rng = rng or random.Random()
         self.loop = asyncio.get_running_loop()
 
@@ -107,6 +112,12 @@ class Outbound:
         if route is None:
             return self.count(self._no_route)
         exchange = _Exchange(self, req, conn, snap, snap.destinations[name], route)
+        if self._leak_bytes:
+            self._leaked.append(bytes(self._leak_bytes))
+        if self._hop_delay_s:
+            timer = self.loop.call_later(self._hop_delay_s, exchange.after_delay, None)
+            conn.on_lost = timer.cancel
+            return None
         if route.fault is not None:
             decision = decide_fault(route.fault, self.rng, self.defects)
             if decision.delay_s is not None:

@@ -76,7 +76,7 @@ class Sidecar:
             self._load_static()
         else:
             from meshproxy.sidecar.dynamic import ControlPlaneSession
-            self._cp = ControlPlaneSession(b, self.certs, self.config)
+            self._cp = ControlPlaneSession(b, self.certs, self.config, self.defects)
             await self._cp.enroll()
             await self._cp.register()  # the sockets already listen: early callers wait in the backlog
             await self._cp.fetch_initial()

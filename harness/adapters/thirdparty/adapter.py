@@ -130,7 +130,16 @@ class ThirdPartyAdapter:
 
         return Withdrawal(workload, readmit, seconds)
 
-    # -- helpers --------------------------------------------------------------------------------------
+    # -- MeshDataPlane: one proxy process (with its workers) per workload carries both directions -------
+    proxy_hops = 2  # the caller's proxy (outbound) and the destination's (inbound)
+
+    def outbound_address(self, workload: str) -> str:
+        return self._workload(workload)["outbound"]
+
+    def proxy_pids(self, workload: str) -> tuple[int, ...]:
+        pid = self._workload(workload)["pids"]["sidecar"]
+        return (pid,) if pid else ()
+
     # -- ProcessControl: the runtime's (meshruntime.control), shared with the reference mesh -------------
     def kill(self, component: str) -> None:
         self._running().kill(component)
