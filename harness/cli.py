@@ -5,6 +5,7 @@
     meshconform down [--state FILE]                                    # stop a mesh started elsewhere
     meshconform sweep [--run-id ID]                                    # kill leftovers of dead runs
     meshconform compare REPORT... [--markdown FILE]                    # reports side by side
+    meshconform load --mesh=NAME --users N --run-time 30s [--workers K]  # Locust through a mesh (harness/locust)
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad input (scenario, defects, state file).
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.locust.cli import add_load_command
 from meshproxy.cli import add_mesh_commands
 
 # piped output (CI logs) gets a width that fits the table instead of rich's 80-column default
@@ -37,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("reports", nargs="+", type=Path, metavar="REPORT", help="conformance-<mesh>.yaml files")
     compare.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as Markdown")
     compare.set_defaults(run=_compare)
+    add_load_command(sub)
     return parser
 
 

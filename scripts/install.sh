@@ -6,4 +6,4 @@ if [ "$(id -u)" = 0 ] && { ! command -v haproxy >/dev/null || ! command -v nginx
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq haproxy nginx-light wrk >/dev/null
 fi
-python3 -m pip install -q -e .
+python3 -m pip install -q -e ".[load]"   # the load extra: Locust, for `meshconform load`
