@@ -181,3 +181,39 @@ async def test_defect_plaintext_between_sidecars(kit):
     status, _, _ = await _get(cip2, "/")
     assert status == 200
     assert "x-forwarded-client-cert" not in app.arrivals[0]["headers"]  # no TLS, so no identity
+
+
+async def test_a_burst_opens_at_most_4_connections_at_once_and_every_request_is_answered(kit):
+    """60 requests at once on an empty pool: each waits for the first connection ready for the
+    endpoint (released or newly opened) and at most Limits.max_connecting (4) opens are in flight at
+    any moment (the pool's own ``open`` is observed, not replaced), so a burst cannot turn into 60
+    concurrent mTLS handshakes competing for the CPU."""
+    client, _, _, cip, _ = await kit.pair(two_service_scenario())
+    pool, in_flight, peak = client.pool, [0], [0]
+    real_open = pool.open
+
+    async def observed_open(*args, **kwargs):
+        in_flight[0] += 1
+        peak[0] = max(peak[0], in_flight[0])
+        try:
+            return await real_open(*args, **kwargs)
+        finally:
+            in_flight[0] -= 1
+
+    pool.open = observed_open
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        answers = await asyncio.gather(*(_get(cip, f"/?key=burst{i}", session) for i in range(60)))
+    assert [status for status, _, _ in answers] == [200] * 60
+    assert 1 <= peak[0] <= 4, f"{peak[0]} connections were being opened at once"
+    assert client.metrics.upstream_connections_opened <= 30
+
+
+async def test_a_failed_open_fails_only_the_waiter_it_was_for(kit):
+    """Waiters beyond a failed open are not failed with it while other opens are left for them."""
+    scenario = two_service_scenario()
+    cip = kit.ip()
+    endpoints = {"backend-v1-0": {"service": "backend", "version": "v1", "instance": 0,
+                                  "address": f"{kit.ip()}:{INBOUND_PORT}"}}  # nobody listens there
+    await kit.sidecar("client", cip, scenario, endpoints)
+    answers = await asyncio.gather(*(_get(cip, f"/?key=down{i}") for i in range(6)))
+    assert [status for status, _, _ in answers] == [503] * 6  # each one a connect failure of its own
