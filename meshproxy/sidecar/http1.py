@@ -364,6 +364,8 @@ class ClientConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.key: object = None
         self.owner: object = None  # whoever counts this connection (the destination's breaker slots)
+        self.lent = False  # the pool has lent it to a request (pool.UpstreamPool counts these)
+        self.lent_at = 0.0
         self._reset_message()
 
     def _reset_message(self) -> None:

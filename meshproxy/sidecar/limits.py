@@ -27,7 +27,7 @@ class Limits:
     max_connections: int = 10_000
     connect_timeout_s: float = 5.0
     pool_idle_s: float = 30.0  # below aiohttp's and nginx's 75 s keep-alive, so the pool rarely hits a stale socket
-    max_connecting: int = 4  # upstream connections being opened at once per endpoint (see pool.py)
+    max_connecting: int = 2  # upstream connections being opened at once per endpoint (see policy/connecting.py)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "Limits":

@@ -10,11 +10,9 @@ A request that finds no idle connection waits for the first connection that beco
 (``connect``): one released by another request or one being opened, whichever comes first, as in Envoy's
 HTTP/1 pool, where a pending stream takes the first ready client. Connections are opened only while the
 requests waiting outnumber the opens in progress, and at most ``Limits.max_connecting`` at once per
-endpoint. Before, a request bound to "its" new connection waited for its mTLS handshake (~5 ms, ~3 ms of
-CPU on each side) even when a pooled connection came free 100 µs later; a burst then found the pool
-empty and opened one connection per request, 64 handshakes burned ~200 ms of CPU on each sidecar, more
-requests piled up behind them, and at 1,000–2,000 req/s that feedback made the 40–200 ms p99 stalls of
-issue 13. When an open fails, the oldest waiter gets the failure (a connect failure of its try).
+endpoint, and not while the connections lent to requests would serve the waiters sooner than an open
+(the rule, and why, are in ``meshproxy/policy/connecting.py``). When an open fails, the oldest waiter
+gets the failure (a connect failure of its try).
 
 A TLS connection is accepted only if the server's SPIFFE ID is the one expected for the destination;
 otherwise it is closed and the try fails as a connect failure.
@@ -28,6 +26,7 @@ import ssl
 from collections import deque
 from typing import Hashable
 
+from meshproxy.policy.connecting import INITIAL_OPEN_S, moving_average, opens_to_start
 from meshproxy.sidecar import tls
 from meshproxy.sidecar.destinations import Destination
 from meshproxy.sidecar.http1 import ClientConnection
@@ -47,8 +46,13 @@ class UpstreamPool:
         self._limits = limits
         self._metrics = metrics
         self._idle: dict[Hashable, list[ClientConnection]] = {}
-        self._waiting: dict[Hashable, deque[asyncio.Future]] = {}  # requests waiting for a connection
+        # requests waiting for a connection, oldest first: (loop time it began waiting, future)
+        self._waiting: dict[Hashable, deque[tuple[float, asyncio.Future]]] = {}
         self._connecting: dict[Hashable, int] = {}  # opens in progress on their behalf
+        self._lent: dict[Hashable, set[ClientConnection]] = {}  # connections lent to requests now
+        self._hold_s: dict[Hashable, float] = {}  # moving average of how long a request holds one
+        self._open_s = INITIAL_OPEN_S  # moving average of how long an open (with its handshake) takes
+        self._recheck: dict[Hashable, asyncio.TimerHandle] = {}  # a deferred top-up per key
         self._opening: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     def take_idle(self, key: Hashable) -> ClientConnection | None:
@@ -61,9 +65,26 @@ class UpstreamPool:
             if conn.closed:
                 continue
             if conn.idle_since >= oldest_allowed:
+                self._lend(conn)
                 return conn
             conn.abort()
         return None
+
+    def _lend(self, conn: ClientConnection) -> None:
+        if not conn.lent:
+            conn.lent = True
+            conn.lent_at = self._loop.time()
+            lent = self._lent.get(conn.key)
+            if lent is None:
+                lent = self._lent[conn.key] = set()
+            lent.add(conn)
+
+    def _unlend(self, conn: ClientConnection) -> None:
+        if conn.lent:
+            conn.lent = False
+            self._lent[conn.key].discard(conn)
+            held = self._loop.time() - conn.lent_at
+            self._hold_s[conn.key] = moving_average(self._hold_s.get(conn.key), held)
 
     async def open(self, key: Hashable, host: str, port: int, ssl_ctx: ssl.SSLContext | None,
                    expected_id: str | None, owner: Destination | None, timeout: float | None,
@@ -105,7 +126,8 @@ class UpstreamPool:
         waiting = self._waiting.get(key)
         if waiting is None:
             waiting = self._waiting[key] = deque()
-        waiting.append(fut)
+        entry = (self._loop.time(), fut)
+        waiting.append(entry)
         self._top_up(key, (host, port, ssl_ctx, expected_id, owner))
         try:
             return await asyncio.wait_for(fut, timeout)
@@ -114,41 +136,61 @@ class UpstreamPool:
                 self.release(fut.result())  # handed over as we were cancelled: not ours to keep
             elif not fut.done():
                 fut.cancel()
-            if fut in waiting:
-                waiting.remove(fut)
+            if entry in waiting:
+                waiting.remove(entry)
             raise
 
     def _top_up(self, key: Hashable, how: tuple) -> None:
-        """Open connections while the waiters outnumber the opens in progress, at most
-        ``Limits.max_connecting`` at once: a burst of 60 requests costs a few handshakes, not 60."""
+        """Start the opens ``policy.connecting.opens_to_start`` asks for (within the breaker's
+        ``max_connections``); when it asks for none while requests wait, look again after one open time."""
         waiting = self._waiting.get(key)
+        if not waiting:
+            return
         owner = how[4]
         connecting = self._connecting.get(key, 0)
-        while (waiting and len(waiting) > connecting and connecting < self._limits.max_connecting
-               and (owner is None or owner.breaker.may_open_connection())):
-            connecting += 1
+        lent = self._lent.get(key)
+        hold = 0.0
+        if lent:  # the longer of the moving average and the oldest loan now: hung loans count as long
+            hold = max(self._hold_s.get(key, 0.0), self._loop.time() - min(c.lent_at for c in lent))
+        wanted = opens_to_start(waiting=len(waiting), connecting=connecting, lent=len(lent) if lent else 0,
+                                hold_s=hold, open_s=self._open_s, max_connecting=self._limits.max_connecting)
+        if wanted == 0 and len(waiting) > connecting and key not in self._recheck:
+            self._recheck[key] = self._loop.call_later(self._open_s, self._recheck_now, key, how)
+        for _ in range(wanted):
             if owner is not None:
+                if not owner.breaker.may_open_connection():
+                    break
                 owner.breaker.connection_opened()  # the slot is taken now, not when the task first runs
+            connecting += 1
             task = self._loop.create_task(self._open_for_waiters(key, how))
             self._opening.add(task)
             task.add_done_callback(self._opening.discard)
         self._connecting[key] = connecting
 
+    def _recheck_now(self, key: Hashable, how: tuple) -> None:
+        del self._recheck[key]
+        waiting = self._waiting.get(key)
+        while waiting and waiting[0][1].done():  # served, timed out or cancelled meanwhile
+            waiting.popleft()
+        self._top_up(key, how)
+
     async def _open_for_waiters(self, key: Hashable, how: tuple) -> None:
         host, port, ssl_ctx, expected_id, owner = how
+        began = self._loop.time()
         try:
             conn = await self.open(key, host, port, ssl_ctx, expected_id, owner, None, reserved=True)
         except ConnectFailure as exc:
             self._connecting[key] -= 1
             waiting = self._waiting.get(key)
             while waiting:  # the oldest waiter gets the failure (a connect-failure try of its own)
-                fut = waiting.popleft()
+                _, fut = waiting.popleft()
                 if not fut.done():
                     fut.set_exception(exc)
                     break
             self._top_up(key, how)
             return
         self._connecting[key] -= 1
+        self._open_s = moving_average(self._open_s, self._loop.time() - began)
         conn.reusable = True
         self.release(conn)
         self._top_up(key, how)
@@ -156,14 +198,16 @@ class UpstreamPool:
     def _hand_to_waiter(self, conn: ClientConnection) -> bool:
         waiting = self._waiting.get(conn.key)
         while waiting:
-            fut = waiting.popleft()
+            _, fut = waiting.popleft()
             if not fut.done():
+                self._lend(conn)
                 fut.set_result(conn)
                 return True
         return False
 
     def release(self, conn: ClientConnection) -> None:
         """Return a connection after its response; reused if both sides keep it alive."""
+        self._unlend(conn)
         if conn.closed or not conn.reusable:
             conn.abort()
             return
@@ -174,6 +218,7 @@ class UpstreamPool:
             key, fut = owner.waiters[0]
             if key == conn.key and not fut.done():
                 owner.waiters.popleft()
+                self._lend(conn)
                 fut.set_result(conn)
                 return
             conn.abort()  # frees the slot; _on_lost wakes the oldest waiter to open its own
@@ -182,6 +227,7 @@ class UpstreamPool:
         self._idle.setdefault(conn.key, []).append(conn)
 
     def _on_lost(self, conn: ClientConnection) -> None:
+        self._unlend(conn)
         owner, conn.owner = conn.owner, None
         self._free_slot(owner)
 
@@ -199,6 +245,9 @@ class UpstreamPool:
     def close_all(self) -> None:
         for task in list(self._opening):
             task.cancel()
+        for timer in self._recheck.values():
+            timer.cancel()
+        self._recheck.clear()
         for idle in self._idle.values():
             for conn in idle:
                 conn.abort()

@@ -1,0 +1,35 @@
+"""When the pool opens connections for waiting requests (meshproxy/policy/connecting.py)."""
+
+from meshproxy.policy.connecting import moving_average, opens_to_start
+
+FAST_HOLD, OPEN = 0.0005, 0.005
+
+
+def test_nothing_lent_opens_for_the_waiters_up_to_the_cap():
+    assert opens_to_start(waiting=1, connecting=0, lent=0, hold_s=0, open_s=OPEN, max_connecting=4) == 1
+    assert opens_to_start(waiting=60, connecting=0, lent=0, hold_s=0, open_s=OPEN, max_connecting=4) == 4
+    assert opens_to_start(waiting=60, connecting=4, lent=0, hold_s=0, open_s=OPEN, max_connecting=4) == 0
+    assert opens_to_start(waiting=3, connecting=3, lent=0, hold_s=0, open_s=OPEN, max_connecting=4) == 0
+
+
+def test_a_burst_on_a_fast_upstream_waits_for_the_lent_connections():
+    # 20 waiters, 4 connections back every 0.5 ms: all served in 2.5 ms, sooner than a 5 ms open
+    assert opens_to_start(waiting=20, connecting=0, lent=4, hold_s=FAST_HOLD, open_s=OPEN, max_connecting=4) == 0
+
+
+def test_a_slow_or_hung_upstream_gets_new_connections():
+    # the same 20 waiters behind connections held 200 ms (or loans 200 ms old): open, 4 at once
+    assert opens_to_start(waiting=20, connecting=0, lent=4, hold_s=0.2, open_s=OPEN, max_connecting=4) == 4
+    assert opens_to_start(waiting=20, connecting=2, lent=4, hold_s=0.2, open_s=OPEN, max_connecting=4) == 2
+    assert opens_to_start(waiting=2, connecting=0, lent=1, hold_s=0.2, open_s=OPEN, max_connecting=4) == 2
+
+
+def test_the_rule_is_the_drain_time_against_the_open_time():
+    # 10 waiters over 2 lent: drain 10 * h / 2; opens start exactly when that exceeds the open time
+    assert opens_to_start(waiting=10, connecting=0, lent=2, hold_s=0.001, open_s=0.005, max_connecting=4) == 0
+    assert opens_to_start(waiting=10, connecting=0, lent=2, hold_s=0.0011, open_s=0.005, max_connecting=4) == 4
+
+
+def test_moving_average_starts_at_the_first_sample():
+    assert moving_average(None, 0.004) == 0.004
+    assert moving_average(0.005, 0.010) == 0.005 * 0.8 + 0.010 * 0.2
