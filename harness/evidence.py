@@ -97,14 +97,22 @@ class Evidence(MutableMapping[str, Any]):
             {"title": title, "kind": kind, "xlabel": xlabel, "ylabel": ylabel, "data": jsonable(data)})
 
     def performance(self, label: str, *, latencies_ms: Mapping[str, float], actual_qps: float,
-                    requested_qps: float | None = None, duration_s: float | None = None) -> None:
-        """A performance result, also written in the Service Mesh Performance shape (report.smp)."""
+                    requested_qps: float | None = None, duration_s: float | None = None,
+                    start_time: str | None = None, end_time: str | None = None,
+                    proxies: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        """A performance result, also written in the Service Mesh Performance shape (report.smp).
+        ``start_time``/``end_time``: ISO 8601 UTC; ``proxies``: per proxy process, e.g.
+        ``{"client-v1-0": {"cpu_vcpu_per_1000rps": 0.2, "rss_peak_mb": 65.3}}``."""
         missing = {"min", "avg", "p50", "p90", "p99", "max"} - set(latencies_ms)
         if missing:
             raise ValueError(f"latencies_ms lacks {sorted(missing)}")
-        self._data.setdefault("performance", []).append(jsonable({
-            "label": label, "latencies_ms": dict(latencies_ms), "actual_qps": actual_qps,
-            "requested_qps": requested_qps, "duration_s": duration_s}))
+        entry = {"label": label, "latencies_ms": dict(latencies_ms), "actual_qps": actual_qps,
+                 "requested_qps": requested_qps, "duration_s": duration_s}
+        if start_time or end_time:
+            entry |= {"start_time": start_time, "end_time": end_time}
+        if proxies:
+            entry["proxies"] = {name: dict(values) for name, values in proxies.items()}
+        self._data.setdefault("performance", []).append(jsonable(entry))
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._data))  # a deep copy of plain types

@@ -31,19 +31,26 @@ def latencies_ms_from_histogram(histogram: Any) -> dict[str, float]:
 
 def smp_result(*, test_id: str, mesh: str, mesh_version: str, latencies_ms: Mapping[str, float],
                actual_qps: float, requested_qps: float | None = None, duration_s: float | None = None,
-               end_time: str | None = None) -> dict[str, Any]:
+               end_time: str | None = None, start_time: str | None = None,
+               proxies: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Any]:
+    """One SMP result; ``proxies`` (CPU and memory of each proxy process, when measured) go under
+    ``metrics.proxies``."""
     lat = latencies_ms
-    return {
+    out = {
         "smp_version": SMP_VERSION,
         "id": test_id,
         "mesh": {"type": mesh, "version": mesh_version},
         "config": {"client": {"load_generator": "meshconform", "protocol": "http", "rps": requested_qps},
                    "duration_s": duration_s},
+        "start_time": start_time,
         "end_time": end_time,
         "latencies_ms": {"min": lat["min"], "average": lat["avg"], "p50": lat["p50"], "p90": lat["p90"],
                          "p99": lat["p99"], "max": lat["max"]},
         "actual_qps": actual_qps,
     }
+    if proxies:
+        out["metrics"] = {"proxies": {name: dict(values) for name, values in proxies.items()}}
+    return out
 
 
 def render_smp(run: RunResult) -> str | None:
@@ -51,7 +58,8 @@ def render_smp(run: RunResult) -> str | None:
     results = [
         smp_result(test_id=f"{display_name(r)}/{p['label']}", mesh=run.mesh, mesh_version=run.implementation.version,
                    latencies_ms=p["latencies_ms"], actual_qps=p["actual_qps"], requested_qps=p.get("requested_qps"),
-                   duration_s=p.get("duration_s"), end_time=run.date.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                   duration_s=p.get("duration_s"), start_time=p.get("start_time"),
+                   end_time=p.get("end_time") or run.date.strftime("%Y-%m-%dT%H:%M:%SZ"), proxies=p.get("proxies"))
         for r in run.results for p in r.evidence.get("performance", [])
     ]
     if not results:

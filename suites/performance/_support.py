@@ -7,6 +7,8 @@ echo directly. Both need the adapter's :class:`~harness.adapters.base.MeshDataPl
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from harness.adapters.base import MeshDataPlane
 from harness.load import Target
 from harness.load import hdr
@@ -32,11 +34,17 @@ def mesh_target(plane: MeshDataPlane) -> Target:
     return Target(plane.outbound_address(CLIENT), path=PATH, host=HOST)
 
 
-def record_performance(evidence, label: str, results, rate: float, duration_s: float) -> None:
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def record_performance(evidence, label: str, results, rate: float, duration_s: float, *,
+                       start_time: str | None = None, proxies=None) -> None:
     """One SMP entry for several meter runs of one path (their histograms merged exactly)."""
     merged = hdr.merge_encoded(r.histogram for r in results)
     if merged.get_total_count() == 0:
         return
     evidence.performance(label, latencies_ms=latencies_ms_from_histogram(merged),
                          actual_qps=sum(r.achieved_rate for r in results) / len(results),
-                         requested_qps=rate, duration_s=duration_s * len(results))
+                         requested_qps=rate, duration_s=duration_s * len(results),
+                         start_time=start_time, end_time=utc_now() if start_time else None, proxies=proxies)

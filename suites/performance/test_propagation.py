@@ -114,8 +114,7 @@ def measure_propagation(mesh, perf_mesh, evidence, *, budget_s: float) -> list[s
                 seen_s.append((first - t0) / 1e9)
                 other = "v1" if to_v2 else "v2"  # skip what the other version served meanwhile
                 marks[other] = echoes[other].journal_page_sync(key=uuid.uuid4().hex, since=marks[other])[1]
-            evidence.measure("requests_during_changes", traffic.sent)
-            evidence.measure("failed_requests_during_changes", traffic.failed)
+            sent, failed = traffic.sent, traffic.failed
     finally:
         mesh.apply(SCENARIO)
     if seen_s:
@@ -124,6 +123,8 @@ def measure_propagation(mesh, perf_mesh, evidence, *, budget_s: float) -> list[s
         evidence.measure("propagation_p99", round(p99, 4), unit="s")
         evidence.measure("adapter_in_effect_p50", round(nearest_rank(adapter_s, 0.5), 4), unit="s")
         evidence.measure("budget_p99", budget_s, unit="s")
+        evidence.measure("requests_during_changes", sent)
+        evidence.measure("failed_requests_during_changes", failed)
         evidence.samples = len(seen_s)
         evidence.plot("time from apply to the first request served by the new route", kind="bar",
                       ylabel="s", data={"labels": [f"change {i + 1}" for i in range(len(seen_s))], "values": seen_s})

@@ -14,7 +14,7 @@ from harness.features import Feature, Level, Profile
 from harness.load import OpenLoop, measure
 from harness.performance.resources import ISTIO_MB_PER_SIDECAR, ISTIO_VCPU_PER_KRPS, ResourceSample
 
-from ._support import BACKEND, CLIENT, MAX_CONNECTIONS, data_plane, mesh_target, record_performance
+from ._support import BACKEND, CLIENT, MAX_CONNECTIONS, data_plane, mesh_target, record_performance, utc_now
 
 WARM_S = 1.0
 LOAD_S = 2.0
@@ -46,6 +46,7 @@ def measure_resources(mesh, evidence, *, rate: float, cpu_budget: float | None,
     if missing:
         return [f"the adapter names no proxy process for {', '.join(missing)}"]
     load = OpenLoop(rate=rate, duration_s=LOAD_S, max_connections=MAX_CONNECTIONS)
+    started = utc_now()
     measure(target, OpenLoop(rate=rate, duration_s=WARM_S, max_connections=MAX_CONNECTIONS))
     first_sample = ResourceSample(proxies)
     first = measure(target, load)
@@ -59,11 +60,16 @@ def measure_resources(mesh, evidence, *, rate: float, cpu_budget: float | None,
     failed = first.errors + second.errors
     if failed:
         problems.append(f"{failed} of {first.sent + second.sent} requests got no answer or a 5xx")
+    figures = {}
     for w in proxies:
         a, b = first_use[w], second_use[w]
         vcpu = (a.cpu_s + b.cpu_s) / answered * 1000 if answered else 0.0
-        peak_mb = max(a.rss_peak_bytes, b.rss_peak_bytes) / MB
-        growth = b.rss_bytes - a.rss_bytes
+        figures[w] = (a, b, vcpu, max(a.rss_peak_bytes, b.rss_peak_bytes) / MB, b.rss_bytes - a.rss_bytes)
+    # the headline first (a comparison table shows the first two): the caller's proxy CPU and memory
+    _, _, vcpu, peak_mb, _ = figures[CLIENT]
+    evidence.measure(f"{CLIENT}_vcpu_per_1000rps", round(vcpu, 3), unit="vCPU")
+    evidence.measure(f"{CLIENT}_rss_peak", round(peak_mb, 1), unit="MB")
+    for w, (a, b, vcpu, peak_mb, growth) in figures.items():
         evidence.measure(f"{w}_vcpu_per_1000rps", round(vcpu, 3), unit="vCPU")
         evidence.measure(f"{w}_cpu_per_request", round(vcpu * 1000, 1), unit="µs")
         evidence.measure(f"{w}_rss_peak", round(peak_mb, 1), unit="MB")
@@ -84,7 +90,9 @@ def measure_resources(mesh, evidence, *, rate: float, cpu_budget: float | None,
     evidence.measure("istio_published_memory", ISTIO_MB_PER_SIDECAR, unit="MB")
     evidence.measure("rate", rate, unit="req/s")
     evidence.samples = answered
-    record_performance(evidence, f"mesh@{rate:g}/s", [first, second], rate, LOAD_S)
+    record_performance(evidence, f"mesh@{rate:g}/s", [first, second], rate, LOAD_S, start_time=started,
+                       proxies={w: {"cpu_vcpu_per_1000rps": round(f[2], 3), "rss_peak_mb": round(f[3], 1)}
+                                for w, f in figures.items()})
     evidence.plot("CPU per 1,000 req/s (vCPU)", kind="bar", ylabel="vCPU",
                   data={"labels": [*proxies, "Istio (published)"],
                         "values": [evidence["measurements"][f"{w}_vcpu_per_1000rps"]["value"] for w in proxies]
