@@ -26,7 +26,7 @@ import ssl
 from collections import deque
 from typing import Hashable
 
-from meshproxy.policy.connecting import INITIAL_OPEN_S, moving_average, opens_to_start
+from meshproxy.policy.connecting import EWMA, INITIAL_OPEN_S, moving_average, opens_to_start
 from meshproxy.sidecar import tls
 from meshproxy.sidecar.destinations import Destination
 from meshproxy.sidecar.http1 import ClientConnection
@@ -53,6 +53,7 @@ class UpstreamPool:
         self._hold_s: dict[Hashable, float] = {}  # moving average of how long a request holds one
         self._open_s = INITIAL_OPEN_S  # moving average of how long an open (with its handshake) takes
         self._recheck: dict[Hashable, asyncio.TimerHandle] = {}  # a deferred top-up per key
+        self._waits: dict[Hashable, int] = {}  # requests that had to wait since the key's last open
         self._opening: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     def take_idle(self, key: Hashable) -> ClientConnection | None:
@@ -80,11 +81,13 @@ class UpstreamPool:
             lent.add(conn)
 
     def _unlend(self, conn: ClientConnection) -> None:
-        if conn.lent:
+        if conn.lent:  # on every response: the moving average inlined (policy.connecting.moving_average)
             conn.lent = False
-            self._lent[conn.key].discard(conn)
+            key = conn.key
+            self._lent[key].discard(conn)
             held = self._loop.time() - conn.lent_at
-            self._hold_s[conn.key] = moving_average(self._hold_s.get(conn.key), held)
+            average = self._hold_s.get(key)
+            self._hold_s[key] = held if average is None else average + (held - average) * EWMA
 
     async def open(self, key: Hashable, host: str, port: int, ssl_ctx: ssl.SSLContext | None,
                    expected_id: str | None, owner: Destination | None, timeout: float | None,
@@ -128,6 +131,7 @@ class UpstreamPool:
             waiting = self._waiting[key] = deque()
         entry = (self._loop.time(), fut)
         waiting.append(entry)
+        self._waits[key] = self._waits.get(key, 0) + 1
         self._top_up(key, (host, port, ssl_ctx, expected_id, owner))
         try:
             return await asyncio.wait_for(fut, timeout)
@@ -153,7 +157,10 @@ class UpstreamPool:
         if lent:  # the longer of the moving average and the oldest loan now: hung loans count as long
             hold = max(self._hold_s.get(key, 0.0), self._loop.time() - min(c.lent_at for c in lent))
         wanted = opens_to_start(waiting=len(waiting), connecting=connecting, lent=len(lent) if lent else 0,
-                                hold_s=hold, open_s=self._open_s, max_connecting=self._limits.max_connecting)
+                                hold_s=hold, open_s=self._open_s, max_connecting=self._limits.max_connecting,
+                                waits_since_open=self._waits.get(key, 0))
+        if wanted:
+            self._waits[key] = 0
         if wanted == 0 and len(waiting) > connecting and key not in self._recheck:
             self._recheck[key] = self._loop.call_later(self._open_s, self._recheck_now, key, how)
         for _ in range(wanted):

@@ -33,3 +33,10 @@ def test_the_rule_is_the_drain_time_against_the_open_time():
 def test_moving_average_starts_at_the_first_sample():
     assert moving_average(None, 0.004) == 0.004
     assert moving_average(0.005, 0.010) == 0.005 * 0.8 + 0.010 * 0.2
+
+
+def test_a_steady_demand_pays_for_one_more_connection_every_64_waits():
+    fast = dict(waiting=12, connecting=0, lent=4, hold_s=FAST_HOLD, open_s=OPEN, max_connecting=2)
+    assert opens_to_start(**fast, waits_since_open=63) == 0
+    assert opens_to_start(**fast, waits_since_open=64) == 1
+    assert opens_to_start(**{**fast, "connecting": 2}, waits_since_open=500) == 0  # the cap still holds
