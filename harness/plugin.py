@@ -8,6 +8,8 @@ adapter, starts no mesh and writes no report. When active it
 - applies ``--run-test`` / ``--skip-tests``, constructs the adapter named by ``--mesh``,
 - gives each check NOT_SUPPORTED (its own outcome, letter ``N``) when a feature it needs is not
   supported or is exempt, in ``pytest_runtest_setup`` before any fixture could start a mesh,
+- with ``--background-load=USERS``, runs the checks that ask for ``background_load`` under Locust load
+  (in processes of its own, harness/locust/background.py),
 - collects outcomes and ``evidence``, and at the end writes the YAML, JUnit, HTML (and SMP) reports
   under ``--report-output`` and prints profile results in the terminal summary.
 
@@ -24,12 +26,14 @@ import pytest
 
 from harness.checks import ATTRIBUTE, MARKER, ConformanceCheck, DuplicateCheck, check_of
 from harness.evidence import Evidence
+from harness.locust import background as _background
 from harness.outcome import NotSupported, reason_of
 from harness.session import ConformanceSession, adapter_factories
-from harness.settings import add_options, read_settings
+from harness.settings import BackgroundLoadSettings, add_options, read_background_load, read_settings
 
 _SESSION = pytest.StashKey[ConformanceSession]()
 _EVIDENCE = pytest.StashKey[Evidence]()
+_BACKGROUND_LOAD = pytest.StashKey[BackgroundLoadSettings]()
 _NOT_SUPPORTED_PROPERTY = ("meshconform_outcome", "NOT_SUPPORTED")
 
 
@@ -50,6 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(check): a meshconform conformance check (set by @conformance)")
     config.stash[_SESSION] = ConformanceSession(read_settings(config))
+    config.stash[_BACKGROUND_LOAD] = read_background_load(config)
 
 
 def _session(config: pytest.Config) -> ConformanceSession:
@@ -162,6 +167,14 @@ def evidence(request: pytest.FixtureRequest) -> Evidence:
     ev = Evidence()
     request.node.stash[_EVIDENCE] = ev
     return ev
+
+
+@pytest.fixture
+def background_load(request: pytest.FixtureRequest, evidence: Evidence) -> Iterator[Any]:
+    """With ``--background-load=USERS``, Locust users load the check's deployment while it runs (in processes
+    of their own, all stopped after it), recorded in its evidence; None when off (harness/locust/background.py)."""
+    yield from _background.run(request, evidence, request.config.stash[_BACKGROUND_LOAD],
+                               _session(request.config).settings.report_dir)
 
 
 # -- outcomes --------------------------------------------------------------------------------------

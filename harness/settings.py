@@ -43,13 +43,25 @@ PERFORMANCE_OPTIONS = [
      "MeshResourceUse: optional peak resident MB per proxy (Istio publishes 60)"),
 ]
 
+# Locust load on the mesh while the checks that ask for it run (harness/locust/background.py), same shape
+# as OPTIONS; parsed by read_background_load.
+BACKGROUND_LOAD_OPTIONS = [
+    ("--background-load", "meshconform_background_load", "meshconform_background_load", "string", "0",
+     "run the checks that ask for it (the weighted splits) while this many Locust users load the mesh; "
+     "0 = off (default: 0)"),
+    ("--background-load-locustfile", "meshconform_background_locustfile",
+     "meshconform_background_load_locustfile", "string", "routes",
+     "the background load's locustfile: shipped canary, routes or retries, or a path; comma list "
+     "(default: routes)"),
+]
+
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("meshconform", "mesh conformance (meshconform)")
     for flag, dest, ini, ini_type, default, help_text in OPTIONS:
         group.addoption(flag, dest=dest, default=None, help=help_text)
         parser.addini(ini, help_text, type=ini_type, default=default)
-    for flag, dest, ini, ini_type, default, help_text in PERFORMANCE_OPTIONS:
+    for flag, dest, ini, ini_type, default, help_text in PERFORMANCE_OPTIONS + BACKGROUND_LOAD_OPTIONS:
         group.addoption(flag, dest=dest, default=None, help=help_text)
         parser.addini(ini, help_text, type=ini_type, default=default)
     flag, dest, ini = MESH_OPTION
@@ -152,6 +164,40 @@ def read_performance(config: pytest.Config) -> PerformanceSettings:
         cpu_budget=number("--cpu-budget", low=0.0, optional=True),
         memory_budget_mb=number("--memory-budget", low=0.0, optional=True),
     )
+
+
+@dataclass(frozen=True)
+class BackgroundLoadSettings:
+    users: int  # 0: off
+    locustfiles: tuple[Path, ...]  # resolved paths, shipped ones included
+
+    @property
+    def on(self) -> bool:
+        return self.users > 0
+
+
+def read_background_load(config: pytest.Config) -> BackgroundLoadSettings:
+    """--background-load and its locustfile, command line over ini over default; a bad value names its flag."""
+    from harness.locust.options import LoadUsageError, resolve_locustfiles
+
+    def raw(flag: str) -> str:
+        _, dest, ini, *_ = next(o for o in BACKGROUND_LOAD_OPTIONS if o[0] == flag)
+        given = config.getoption(dest)
+        return (given if given is not None else config.getini(ini)).strip()
+
+    text = raw("--background-load")
+    try:
+        users = int(text)
+    except ValueError:
+        raise pytest.UsageError(f"meshconform: --background-load wants a whole number of Locust users "
+                                f"(0 = off), got {text!r}") from None
+    if users < 0:
+        raise pytest.UsageError(f"meshconform: --background-load must be at least 0 (0 = off), got {text!r}")
+    try:
+        locustfiles = resolve_locustfiles(raw("--background-load-locustfile"), flag="--background-load-locustfile")
+    except LoadUsageError as exc:
+        raise pytest.UsageError(f"meshconform: {exc}") from None
+    return BackgroundLoadSettings(users=users, locustfiles=locustfiles)
 
 
 def _names(text: str) -> frozenset[str]:

@@ -18,6 +18,8 @@ def _add_options(parser) -> None:
     group.add_argument("--mc-plan", default="", help="the traffic plan (JSON, harness/locust/plan.py)")
     group.add_argument("--mc-status", default="", help="progress file the master rewrites while it runs")
     group.add_argument("--mc-result", default="", help="where the master writes the merged histogram")
+    group.add_argument("--mc-stop", default="",
+                       help="quit as at the end of --run-time once this file exists (a check's background load)")
 
 
 def plan(environment) -> TrafficPlan:

@@ -9,9 +9,10 @@ It starts the mesh through its adapter (or uses the reference mesh `meshconform 
 Locust headless in processes of its own (never in this one: ``import locust`` monkey-patches the
 interpreter): one process, or with ``--workers K`` Locust's master and K workers. Every Locust
 process records each response in µs into HdrHistogram; the master merges the workers' histograms
-exactly. Into ``--out`` (default ``reports/load-<mesh>/``): Locust's CSV and HTML, ``percentiles-us.json``
-and ``smp.yaml``. It stops by itself after ``--run-time``; Ctrl-C or SIGTERM stops every Locust process
-and the mesh it started. Exit codes: 0 no failed request, 1 failures or a runtime failure, 2 bad
+exactly. Into ``--out`` (default ``reports/load-<mesh>/``): Locust's CSV and HTML, ``percentiles-us.json``,
+``smp.yaml`` and our page of the run, ``meshconform-load.html`` (harness/report/load_report.py). It
+stops by itself after ``--run-time``; Ctrl-C or SIGTERM stops every Locust process and the mesh it
+started. Exit codes: 0 no failed request, 1 failures or a runtime failure, 2 bad
 flags, 130 interrupted.
 """
 
@@ -101,6 +102,8 @@ def _load(opts: LoadOptions) -> int:
     from harness.locust.progress import LoadProgress, read_status
     from harness.locust.supervisor import LocustProcesses
     from harness.locust.target import TargetError, attach, load_scenario_file, start
+    from harness.report.formats import LOAD_FORMATS
+    from harness.report.writer import write_reports
 
     files = RunFiles(opts.out)
     procs = LocustProcesses(f"load-{uuid.uuid4().hex[:12]}")
@@ -165,7 +168,10 @@ def _load(opts: LoadOptions) -> int:
                                    mesh=mesh.name, mesh_version=mesh.version,
                                    requested_qps=opts.users * opts.rate_per_user if opts.rate_per_user else None)
         results.write(files.percentiles, files.smp, percentiles, smp)
-        _print_summary(percentiles, files)
+        pages, page_errors = write_reports(percentiles, opts.out, mesh.name, formats=LOAD_FORMATS)
+        for error in page_errors:
+            errors.print(f"meshconform load: could not write {error}", markup=False)
+        _print_summary(percentiles, files, pages)
         if not result.get("csv_caught_up", True):
             console.print("note: Locust's CSV did not catch up with its final numbers", markup=False)
         failed = percentiles["failures"] or percentiles["locust"].get("failures", 0)
@@ -210,14 +216,10 @@ def _workers_only(opts: LoadOptions) -> int:
 
 
 def _require_traffic(opts: LoadOptions, plan) -> None:
-    if "canary" in opts.shipped and plan.canary is None:
-        raise LoadUsageError("--locustfile canary: the scenario has no route that splits a destination over "
-                             "two or more versions by weight")
-    if "retries" in opts.shipped and not plan.retrying:
-        raise LoadUsageError("--locustfile retries: the scenario has no route whose retries cover 503 and "
-                             "number at least the instances behind it")
-    if "routes" in opts.shipped and not plan.routes:
-        raise LoadUsageError(f"--locustfile routes: no route {plan.source} can send to")
+    for name in sorted(opts.shipped):
+        why = plan.lacks(name)
+        if why:
+            raise LoadUsageError(f"--locustfile {name}: {why}")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -240,7 +242,7 @@ def _run_facts(opts: LoadOptions, mesh, plan) -> dict[str, Any]:
             "run_time_s": opts.run_time_s, "rate_per_user": opts.rate_per_user, "locust_workers": opts.workers}
 
 
-def _print_summary(doc: dict[str, Any], files) -> None:
+def _print_summary(doc: dict[str, Any], files, pages: list[str]) -> None:
     p = doc["percentiles_us"]
     table = Table(title=f"meshconform load · {doc['mesh']} · {doc['count']} requests, {doc['failures']} failures, "
                         f"{doc['actual_qps']:.0f} req/s")
@@ -252,8 +254,8 @@ def _print_summary(doc: dict[str, Any], files) -> None:
         shares = ", ".join(f"{v} {split['observed'][v]:.1%} (declared {split['declared'][v]:.0%})"
                            for v in split["declared"])
         console.print(f"split {label}: {shares} over {split['answers']} answers", markup=False)
-    console.print(f"files: {files.csv_prefix}_stats.csv, {files.html}, {files.percentiles}, {files.smp}",
-                  markup=False)
+    written = [f"{files.csv_prefix}_stats.csv", files.html, files.percentiles, files.smp, *pages]
+    console.print(f"files: {', '.join(map(str, written))}", markup=False)
 
 
 @contextmanager

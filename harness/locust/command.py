@@ -48,6 +48,10 @@ class RunFiles:
         return self.out / "result.json"  # the merged histogram and counts, written when Locust quits
 
     @property
+    def stop(self) -> Path:
+        return self.out / "stop"  # created to ask the run to end before its --run-time (--mc-stop)
+
+    @property
     def percentiles(self) -> Path:
         return self.out / "percentiles-us.json"
 
@@ -64,12 +68,16 @@ def locustfile_option(locustfiles: Sequence[Path]) -> str:
 
 
 def load_argv(python: str, locustfiles: Sequence[Path], files: RunFiles, *, users: int, spawn_rate: float,
-              run_time_s: int, target: str, plan_json: str, master: tuple[str, int, int] | None) -> list[str]:
-    """The single process (``master`` None) or the master of ``(host, port, expected workers)``."""
+              run_time_s: int, target: str, plan_json: str, master: tuple[str, int, int] | None,
+              stoppable: bool = False) -> list[str]:
+    """The single process (``master`` None) or the master of ``(host, port, expected workers)``;
+    ``stoppable``: it also quits, as at the end of ``run_time_s``, once ``files.stop`` exists."""
     argv = [python, "-m", "locust", "-f", locustfile_option(locustfiles), "--headless", "--only-summary",
             "--users", str(users), "--spawn-rate", f"{spawn_rate:g}", "--run-time", f"{run_time_s}s",
             "--host", f"http://{target}", "--csv", str(files.csv_prefix), "--html", str(files.html),
             "--mc-plan", plan_json, "--mc-status", str(files.status), "--mc-result", str(files.result)]
+    if stoppable:
+        argv += ["--mc-stop", str(files.stop)]
     if master is not None:
         host, port, workers = master
         argv += ["--master", "--master-bind-host", host, "--master-bind-port", str(port),

@@ -47,8 +47,13 @@ class LoadOptions:
     @property
     def shipped(self) -> set[str]:
         """Short names of the shipped locustfiles in this run."""
-        names = {v: k for k, v in SHIPPED.items()}
-        return {names[p.name] for p in self.locustfiles if p.parent == LOCUSTFILES_DIR.resolve() and p.name in names}
+        return shipped_names(self.locustfiles)
+
+
+def shipped_names(locustfiles: Iterable[Path]) -> set[str]:
+    """Short names of the shipped locustfiles among these resolved paths."""
+    names = {v: k for k, v in SHIPPED.items()}
+    return {names[p.name] for p in locustfiles if p.parent == LOCUSTFILES_DIR.resolve() and p.name in names}
 
 
 def parse_run_time(text: str) -> int:
@@ -63,21 +68,22 @@ def parse_run_time(text: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def resolve_locustfiles(text: str) -> tuple[Path, ...]:
-    """Shipped names or paths, comma-separated (as Locust's ``-f``); each must be a readable file."""
+def resolve_locustfiles(text: str, flag: str = "--locustfile") -> tuple[Path, ...]:
+    """Shipped names or paths, comma-separated (as Locust's ``-f``); each must be a readable file.
+    The error names ``flag``, the option that gave ``text``."""
     paths = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
-            raise LoadUsageError(f"--locustfile: empty name in {text!r}")
+            raise LoadUsageError(f"{flag}: empty name in {text!r}")
         path = LOCUSTFILES_DIR / SHIPPED[item] if item in SHIPPED else Path(item)
         try:
             with path.open("rb"):
                 pass
         except IsADirectoryError:
-            raise LoadUsageError(f"--locustfile: {item} is a directory, not a locustfile") from None
+            raise LoadUsageError(f"{flag}: {item} is a directory, not a locustfile") from None
         except OSError as exc:
             known = ", ".join(SHIPPED)
-            raise LoadUsageError(f"--locustfile: cannot read {item} ({exc.strerror}); shipped: {known}") from None
+            raise LoadUsageError(f"{flag}: cannot read {item} ({exc.strerror}); shipped: {known}") from None
         paths.append(path.resolve())
     return tuple(paths)
 

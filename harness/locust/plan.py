@@ -68,6 +68,16 @@ class TrafficPlan:
         """Routes whose retries recover from one injected failure per instance."""
         return tuple(r for r in self.routes if r.recovers_one_failure_per_instance)
 
+    def lacks(self, locustfile: str) -> str | None:
+        """Why the shipped ``locustfile`` (canary, retries, routes) would have nothing to send, or None."""
+        if locustfile == "canary" and self.canary is None:
+            return "the scenario has no route that splits a destination over two or more versions by weight"
+        if locustfile == "retries" and not self.retrying:
+            return "the scenario has no route whose retries cover 503 and number at least the instances behind it"
+        if locustfile == "routes" and not self.routes:
+            return f"no route {self.source} can send to"
+        return None
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
 

@@ -10,7 +10,9 @@ Roles, as Locust's distributed mode has them:
   (``events.report_to_master``, key ``"meshconform"``) and starts afresh;
 - the master adds each worker's part exactly (``events.worker_report`` → :class:`MergedHistogram`);
 - the master, or a process running alone, rewrites a small status file twice a second (the CLI's
-  progress) and, when Locust quits, writes the merged result for the CLI.
+  progress) and, when Locust quits, writes the merged result for the CLI; given ``--mc-stop FILE``
+  (a check's background load, harness/locust/background.py) it quits once that file exists, the way
+  Locust quits at the end of ``--run-time``, so the result holds the run's last numbers.
 
 Locustfiles add labelled counts (which version answered, retries that recovered) with :func:`count`.
 """
@@ -35,6 +37,7 @@ from harness.locust.merge import MergedHistogram, worker_part
 
 REPORT_KEY = "meshconform"
 STATUS_INTERVAL_S = 0.5
+STOP_POLL_S = 0.1  # how often a stoppable run looks for its stop file
 CSV_CATCH_UP_S = 5.0  # at quit, how long Locust's CSV writer may take to write the final numbers
 
 # Locust rewrites its CSV files every CSV_STATS_INTERVAL_SEC and flushes them every
@@ -143,12 +146,22 @@ def _on_init(environment, **kwargs: Any) -> None:
     path = arguments.option(environment, "mc_status")
     if path:
         gevent.spawn(_write_status, environment, path)
+    stop = arguments.option(environment, "mc_stop")
+    if stop:
+        gevent.spawn(_quit_when_asked, environment, stop)
 
 
 def _write_status(environment, path: str) -> None:
     while True:
         _write_json(path, RECORDER.status(environment))
         gevent.sleep(STATUS_INTERVAL_S)
+
+
+def _quit_when_asked(environment, path: str) -> None:
+    """Quit once ``path`` exists, as Locust's own headless run does when ``--run-time`` is up."""
+    while not os.path.exists(path):
+        gevent.sleep(STOP_POLL_S)  # polling pace; Locust's greenlets run meanwhile
+    environment.runner.quit()
 
 
 @events.quitting.add_listener

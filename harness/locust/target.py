@@ -54,11 +54,7 @@ def start(name: str, scenario) -> MeshUnderLoad:
     adapter = ep.load()(options={})
     try:
         adapter.setup()
-        deployment = adapter.deploy(scenario)
-        workloads = {w.name: {"service": w.service, "namespace": w.namespace, "version": w.version,
-                              "instance": w.instance, "echo_control": w.echo_control,
-                              "outbound": _outbound(adapter, deployment, w.name)}
-                     for w in deployment.workloads.values()}
+        workloads = workload_states(adapter, adapter.deploy(scenario))
         version = adapter.implementation().version
     except BaseException:
         adapter.close()
@@ -66,14 +62,18 @@ def start(name: str, scenario) -> MeshUnderLoad:
     return MeshUnderLoad(name=name, version=version, scenario=scenario, workloads=workloads, close=adapter.close)
 
 
-def _outbound(adapter: Any, deployment: Any, workload: str) -> str:
-    """The workload's outbound listener, from the adapter's ``MeshDataPlane`` capability."""
+def workload_states(adapter: Any, deployment: Any) -> dict[str, dict[str, Any]]:
+    """The state mapping of a deployment's workloads, by name, with each one's outbound listener from
+    the adapter's ``MeshDataPlane`` capability (a TargetError when the adapter does not offer it)."""
     from harness.adapters.base import MeshDataPlane
 
     if not isinstance(adapter, MeshDataPlane):
         raise TargetError(f"the {adapter.name} adapter does not offer MeshDataPlane (outbound_address), "
                           "so Locust cannot be pointed at its workloads' outbound listeners")
-    return adapter.outbound_address(workload)
+    return {w.name: {"service": w.service, "namespace": w.namespace, "version": w.version,
+                     "instance": w.instance, "echo_control": w.echo_control,
+                     "outbound": adapter.outbound_address(w.name)}
+            for w in deployment.workloads.values()}
 
 
 def attach(state_path: Path) -> MeshUnderLoad:

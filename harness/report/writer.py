@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
-from harness.report.formats import FORMATS
+from harness.report.formats import FORMATS, ReportFormat
 from harness.report.model import RunResult
 
 
-def write_reports(run: RunResult, directory: Path, stem: str) -> tuple[list[str], list[str]]:
-    """(paths written, errors). One broken writer must not cost the others: YAML is written first."""
+def write_reports(run: RunResult | Mapping[str, Any], directory: Path, stem: str,
+                  formats: Sequence[ReportFormat] = FORMATS) -> tuple[list[str], list[str]]:
+    """(paths written, errors). One broken writer must not cost the others: YAML is written first.
+    ``formats``: LOAD_FORMATS for a load run's document."""
     directory.mkdir(parents=True, exist_ok=True)
     paths, errors = [], []
-    for report_format in FORMATS:
+    for report_format in formats:
         name = report_format.file_name.format(stem=stem)
         try:
             text = report_format.render()(run)

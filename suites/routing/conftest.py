@@ -22,6 +22,12 @@ def scenario():
     return SCENARIO
 
 
+@pytest.fixture
+def deployment(routing_mesh):
+    """The deployment under test, for harness fixtures that need it (``background_load``)."""
+    return routing_mesh
+
+
 @pytest.fixture(scope="package")
 def sender():
     """The thread pool the checks send concurrent requests through (``THREADS`` at a time)."""

@@ -8,6 +8,9 @@ off by ≥ delta (95/5: 2 points on the canary; 70/30 and 50/50: 4 points; 80/10
 never retried. Simulated (tests/harness/test_split_power.py, seeded): a correct 95/5 decides in about
 1,500 requests in the median and 2,700 at p90 (about 1.5 s at ~1,100 requests/s through the reference
 mesh with 8 threads).
+
+Each asks for ``background_load``: with ``--background-load=USERS`` (e.g. 200) the split is judged while
+that many Locust users load the mesh (harness/locust/background.py), and the evidence says what load ran.
 """
 
 from __future__ import annotations
@@ -61,23 +64,23 @@ def _description(short_name: str) -> str:
 
 @conformance(short_name="MeshWeightedSplit95x5", description=_description("MeshWeightedSplit95x5"),
              features=[Feature.WEIGHTED_ROUTING], profile=Profile.ROUTING, level=Level.CORE)
-def test_split_95_5(mesh, routing_mesh, sender, evidence):
+def test_split_95_5(mesh, routing_mesh, sender, evidence, background_load):
     _judge("MeshWeightedSplit95x5", mesh, sender, evidence)
 
 
 @conformance(short_name="MeshWeightedSplit70x30", description=_description("MeshWeightedSplit70x30"),
              features=[Feature.WEIGHTED_ROUTING], profile=Profile.ROUTING, level=Level.CORE)
-def test_split_70_30(mesh, routing_mesh, sender, evidence):
+def test_split_70_30(mesh, routing_mesh, sender, evidence, background_load):
     _judge("MeshWeightedSplit70x30", mesh, sender, evidence)
 
 
 @conformance(short_name="MeshWeightedSplit50x50", description=_description("MeshWeightedSplit50x50"),
              features=[Feature.WEIGHTED_ROUTING], profile=Profile.ROUTING, level=Level.CORE)
-def test_split_50_50(mesh, routing_mesh, sender, evidence):
+def test_split_50_50(mesh, routing_mesh, sender, evidence, background_load):
     _judge("MeshWeightedSplit50x50", mesh, sender, evidence)
 
 
 @conformance(short_name="MeshWeightedSplit80x10x10", description=_description("MeshWeightedSplit80x10x10"),
              features=[Feature.WEIGHTED_ROUTING], profile=Profile.ROUTING, level=Level.CORE)
-def test_split_80_10_10(mesh, routing_mesh, sender, evidence):
+def test_split_80_10_10(mesh, routing_mesh, sender, evidence, background_load):
     _judge("MeshWeightedSplit80x10x10", mesh, sender, evidence)

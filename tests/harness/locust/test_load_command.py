@@ -81,7 +81,7 @@ def test_a_run_writes_locust_reports_and_exact_percentiles_of_every_request(tmp_
     pid, run = _load("--mesh=reference", "--users", "2", "--spawn-rate", "2", "--run-time", "3s", "--out", str(out))
     assert run.returncode == 0, run.stderr[-3000:]
     for name in ("locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv", "locust.html",
-                 "percentiles-us.json", "smp.yaml"):
+                 "percentiles-us.json", "smp.yaml", "meshconform-load.html"):
         assert (out / name).stat().st_size > 0, name
     doc = json.loads((out / "percentiles-us.json").read_text())
     histogram = hdr.decode(doc["histogram"])
@@ -97,6 +97,8 @@ def test_a_run_writes_locust_reports_and_exact_percentiles_of_every_request(tmp_
     assert smp["latencies_ms"]["p99"] == pytest.approx(p["p99"] / 1000, rel=1e-3)
     assert smp["actual_qps"] > 0
     assert "locust" in (out / "locust.html").read_text().lower()
+    page = (out / "meshconform-load.html").read_text()
+    assert f"<td>{doc['count']:,}</td>" in page and "data:image/png;base64," in page
     assert _owned_by(pid) == []  # neither Locust nor the mesh it started outlives the command
 
 
