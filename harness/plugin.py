@@ -29,7 +29,8 @@ from harness.evidence import Evidence
 from harness.locust import background as _background
 from harness.outcome import NotSupported, reason_of
 from harness.session import ConformanceSession, adapter_factories
-from harness.settings import BackgroundLoadSettings, add_options, read_background_load, read_settings
+from harness.settings import (BackgroundLoadSettings, add_options, read_background_load, read_performance,
+                              read_settings)
 
 _SESSION = pytest.StashKey[ConformanceSession]()
 _EVIDENCE = pytest.StashKey[Evidence]()
@@ -55,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(check): a meshconform conformance check (set by @conformance)")
     config.stash[_SESSION] = ConformanceSession(read_settings(config))
     config.stash[_BACKGROUND_LOAD] = read_background_load(config)
+    read_performance(config)  # a bad --latency-budget etc. is a usage error now, not an error mid-run
 
 
 def _session(config: pytest.Config) -> ConformanceSession:

@@ -280,3 +280,13 @@ def test_capability(mesh):
     assert result.parseoutcomes() == {"not_supported": 1}
     (test,) = report(pytester)["tests"]
     assert (test["outcome"], test["reason"]) == ("NOT_SUPPORTED", "the fake adapter does not offer HopInterposer")
+
+
+def test_a_bad_performance_budget_is_a_usage_error_naming_its_flag(pytester):
+    setup_project(pytester)
+    pytester.makepyfile(test_suite=CHECKS)
+    for flag, value, words in (("--latency-budget", "abc", "wants a number"), ("--latency-repeats", "3", ">= 5"),
+                               ("--latency-rates", "500,x", "comma list"), ("--propagation-budget", "-1", ">= 0.001")):
+        result = run(pytester, f"{flag}={value}")
+        assert result.ret == 4, (flag, result.ret)
+        result.stderr.fnmatch_lines([f"*{flag}*{words}*"])
