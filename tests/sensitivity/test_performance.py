@@ -3,7 +3,7 @@
 Real ``pytest suites/performance --mesh=reference`` runs with defects (see conftest): ``hop_delay_ms``
 (every outbound request waits 6 ms before its first try: 3 ms per hop, over the default 2 ms budget),
 ``slow_config_apply`` (each pushed generation applied 1 s late, against a 0.5 s budget) and
-``leak_per_request`` (8 KiB kept per request: ~16 MB over the second load of 2,000 requests).
+``leak_per_request`` (8 KiB kept per request: ~16 MB over each load of 2,000 requests).
 """
 
 from __future__ import annotations
