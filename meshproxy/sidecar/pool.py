@@ -153,12 +153,11 @@ class UpstreamPool:
         owner = how[4]
         connecting = self._connecting.get(key, 0)
         lent = self._lent.get(key)
-        hold = 0.0
-        if lent:  # the longer of the moving average and the oldest loan now: hung loans count as long
-            hold = max(self._hold_s.get(key, 0.0), self._loop.time() - min(c.lent_at for c in lent))
+        oldest = self._loop.time() - min(c.lent_at for c in lent) if lent else 0.0  # hung loans grow old
         wanted = opens_to_start(waiting=len(waiting), connecting=connecting, lent=len(lent) if lent else 0,
-                                hold_s=hold, open_s=self._open_s, max_connecting=self._limits.max_connecting,
-                                waits_since_open=self._waits.get(key, 0))
+                                hold_s=self._hold_s.get(key, 0.0), open_s=self._open_s,
+                                max_connecting=self._limits.max_connecting,
+                                waits_since_open=self._waits.get(key, 0), oldest_loan_s=oldest)
         if wanted:
             self._waits[key] = 0
         if wanted == 0 and len(waiting) > connecting and key not in self._recheck:
