@@ -46,8 +46,8 @@ class _Meter:
         self._ssl = client_ssl_context(target.tls) if target.tls else None
         self._server_hostname = (target.tls.server_hostname or self._host) if target.tls else None
         self._max_connections = max_connections
-        self.latency = hdr.new_histogram()
-        self.send_lag = hdr.new_histogram()
+        self.latency = hdr.Recorder()
+        self.send_lag = hdr.Recorder()
         self.statuses: Counter[int] = Counter()
         self.conns: set[HttpConnection] = set()
         self.idle: list[HttpConnection] = []
@@ -55,6 +55,7 @@ class _Meter:
         self.connections_opened = 0
         self.sent = self.count = self.errors = self.in_flight = 0
         self.t0_ns = 0
+        self.cpu0_s = 0.0  # time.process_time() at t0
         self.last_send_ns = self.last_done_ns = 0
         self.closing = False
         self.done: asyncio.Future[None] = self._loop.create_future()
@@ -97,7 +98,7 @@ class _Meter:
     # -- requests ----------------------------------------------------------------------------------
     def send(self, conn: HttpConnection, intended_ns: int) -> None:
         now = time.monotonic_ns()
-        hdr.record_us(self.send_lag, (now - intended_ns) / 1000)
+        self.send_lag.record((now - intended_ns) / 1000)
         conn.send(self._request, intended_ns)
         self.sent += 1
         self.in_flight += 1
@@ -114,7 +115,7 @@ class _Meter:
             self.errors += 1
         else:
             self.count += 1
-            hdr.record_us(self.latency, (now - intended_ns) / 1000)
+            self.latency.record((now - intended_ns) / 1000)
 
     def request_failed(self, conn: HttpConnection, intended_ns: int) -> None:
         if self.closing:
@@ -144,8 +145,9 @@ class _Meter:
             conn.close()
 
     def result(self, mode: str, target_rate: float | None, achieved_rate: float, pacer: str) -> LoadResult:
-        stats = hdr.summary_us(self.latency)
-        lag = hdr.summary_us(self.send_lag)
+        latency = self.latency.histogram()
+        stats = hdr.summary_us(latency)
+        lag = hdr.summary_us(self.send_lag.histogram())
         end_ns = max(self.last_done_ns, self.last_send_ns, self.t0_ns)
         elapsed = (end_ns - self.t0_ns) / 1e9
         responses = sum(self.statuses.values())
@@ -155,11 +157,12 @@ class _Meter:
             throughput=responses / elapsed if elapsed > 0 else 0.0,
             p50_us=stats["p50"], p90_us=stats["p90"], p99_us=stats["p99"], p99_9_us=stats["p99_9"],
             max_us=stats["max"], min_us=stats["min"],
-            mean_us=float(self.latency.get_mean_value()) if self.count else 0.0,
+            mean_us=float(latency.get_mean_value()) if self.count else 0.0,
             send_lag_p50_us=lag["p50"], send_lag_p99_us=lag["p99"],
-            connections_opened=self.connections_opened, pacer=pacer,
+            connections_opened=self.connections_opened, cpu_s=time.process_time() - self.cpu0_s,
+            pacer=pacer,
             statuses={str(k): v for k, v in sorted(self.statuses.items())},
-            histogram=hdr.encode(self.latency),
+            histogram=hdr.encode(latency),
         )
 
 
@@ -179,6 +182,7 @@ class _OpenLoopMeter(_Meter):
         await asyncio.gather(*warm)
         # t0 a little ahead so the first due time is not already late
         self.t0_ns = time.monotonic_ns() + 2_000_000
+        self.cpu0_s = time.process_time()
         self.pacer = Pacer(self._loop, self.t0_ns, self.period_ns, self._on_tick)
         deadline_s = self.total * self.period_ns / 1e9 + 0.002 + self.load.drain_timeout_s
         try:
@@ -249,6 +253,7 @@ class _ClosedLoopMeter(_Meter):
 
     async def run(self) -> LoadResult:
         self.t0_ns = time.monotonic_ns()
+        self.cpu0_s = time.process_time()
         if self.load.duration_s is not None:
             self.stop_ns = self.t0_ns + self.load.duration_s * 1e9
         for _ in range(self.load.connections):

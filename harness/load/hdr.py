@@ -29,6 +29,41 @@ def record_us(histogram: HdrHistogram, micros: float) -> None:
     histogram.record_value(min(max(int(micros), LOWEST_US), HIGHEST_US))
 
 
+class Recorder:
+    """Counts whole µs in a dict and adds them to a histogram in bulk: the same histogram as
+    ``record_us`` for each value, at ~0.2 µs a value instead of ~1.6 µs (``HdrHistogram.record_value``
+    is pure Python, and the meter records two values per request on its hot path). The dict is folded
+    into the histogram whenever it holds ``fold_at`` distinct values, so memory stays bounded."""
+
+    __slots__ = ("_counts", "_get", "_histogram", "_fold_at")
+
+    def __init__(self, fold_at: int = 65536):
+        self._counts: dict[int, int] = {}
+        self._get = self._counts.get
+        self._histogram = new_histogram()
+        self._fold_at = fold_at
+
+    def record(self, micros: float) -> None:
+        value = int(micros)
+        if value < LOWEST_US:
+            value = LOWEST_US
+        elif value > HIGHEST_US:
+            value = HIGHEST_US
+        self._counts[value] = self._get(value, 0) + 1
+        if len(self._counts) >= self._fold_at:
+            self._fold()
+
+    def _fold(self) -> None:
+        for value, count in self._counts.items():
+            self._histogram.record_value(value, count)
+        self._counts.clear()
+
+    def histogram(self) -> HdrHistogram:
+        """Everything recorded so far (the histogram keeps filling if recording goes on)."""
+        self._fold()
+        return self._histogram
+
+
 def encode(histogram: HdrHistogram) -> str:
     """The compressed, base64 text form (ASCII), safe for JSON."""
     return histogram.encode().decode("ascii")

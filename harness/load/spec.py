@@ -128,7 +128,8 @@ class LoadResult:
     not in the histogram. ``achieved_rate`` is requests sent per second of schedule (open loop: ``sent``
     over the span from t0 to the last send plus one period, so perfect pacing gives exactly the target);
     ``throughput`` is responses per second from t0 to the last response. ``send_lag_*`` is how late
-    the meter itself sent (actual − intended), so its own share of a latency is visible.
+    the meter itself sent (actual − intended), so its own share of a latency is visible; ``cpu_s``
+    is what the meter process spent doing it (warm connections and interpreter start excluded).
     """
 
     mode: str
@@ -149,6 +150,7 @@ class LoadResult:
     send_lag_p50_us: int = 0
     send_lag_p99_us: int = 0
     connections_opened: int = 0
+    cpu_s: float = 0.0  # the meter process's own CPU (user+system) from t0 to the result
     pacer: str = ""
     statuses: dict[str, int] = field(default_factory=dict)
     histogram: str = ""  # hdr.encode() of the latency histogram
@@ -193,6 +195,7 @@ class LoadResult:
             send_lag_p50_us=max(r.send_lag_p50_us for r in results),
             send_lag_p99_us=max(r.send_lag_p99_us for r in results),
             connections_opened=sum(r.connections_opened for r in results),
+            cpu_s=sum(r.cpu_s for r in results),
             pacer=results[0].pacer,
             statuses=statuses,
             histogram=hdr.encode(merged),

@@ -26,3 +26,17 @@ def test_encoded_histograms_merge_to_the_sum_of_their_values():
 def test_summary_of_an_empty_histogram_is_zeros():
     assert hdr.summary_us(hdr.new_histogram()) == {"p50": 0, "p90": 0, "p99": 0, "p99_9": 0,
                                                    "max": 0, "min": 0}
+
+
+def test_a_recorder_gives_the_histogram_record_us_gives_folding_as_often_as_asked():
+    values = [0.2, 1, 1.9, 999.5, 1000, 123_456.7, 10**9] + [v * 7.3 for v in range(3000)]
+    direct = hdr.new_histogram()
+    for v in values:
+        hdr.record_us(direct, v)
+    for fold_at in (1, 100, 65536):
+        recorder = hdr.Recorder(fold_at=fold_at)
+        for v in values:
+            recorder.record(v)
+        assert hdr.encode(recorder.histogram()) == hdr.encode(direct)
+        recorder.record(5)  # recording goes on after a read
+        assert recorder.histogram().get_total_count() == len(values) + 1
