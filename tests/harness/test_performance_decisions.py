@@ -49,17 +49,25 @@ def test_a_tail_over_the_budget_fails_and_names_the_numbers():
     assert "added p99 per hop at 2000 req/s is" in verdict.problems[0] and "over the budget" in verdict.problems[0]
 
 
-def test_one_stalled_repeat_is_not_voted_away():
-    """Merged histograms: a stall in one of 5 repeats that holds > 1% of all requests moves the p99."""
-    direct = [result(spread(200)) for _ in range(6)]
-    mesh = [result(spread(600)) for _ in range(4)] + [result(spread(600, tail=0) [:900] + [40_000] * 100)]
+def test_a_stall_that_comes_back_repeat_after_repeat_fails():
+    """The median of 5 repeats: a stall in 3 of them (issue 13's was in 2 of 3) fails the check."""
+    direct = [result(spread(200), rate=2000) for _ in range(6)]
+    stalled = spread(600)[:900] + [40_000] * 100
+    mesh = [result(spread(600), rate=2000) for _ in range(2)] + [result(stalled, rate=2000) for _ in range(3)]
     verdict = judge_rate(RateRuns(2000, direct, mesh), hops=2, budget_p99_us=2000)
-    assert not verdict.passed
-    assert verdict.spread_us["p99"][1] > 2000
+    assert not verdict.passed and "median of 5 repeats" in verdict.problems[-1]
+
+
+def test_one_repeat_hit_by_a_machine_pause_is_reported_not_decisive():
+    direct = [result(spread(200), rate=2000) for _ in range(6)]
+    mesh = [result(spread(600), rate=2000) for _ in range(4)] + [result(spread(600)[:900] + [40_000] * 100, rate=2000)]
+    verdict = judge_rate(RateRuns(2000, direct, mesh), hops=2, budget_p99_us=2000)
+    assert verdict.passed, verdict.problems
+    assert verdict.spread_us["p99"][1] > 2000 and verdict.merged_us["p99"] > 2000  # and the report shows it
 
 
 def test_a_noisy_machine_fails_saying_it_cannot_resolve_the_budget():
-    direct = [result(spread(200)), result(spread(200, tail=20_000)), result(spread(200))]
+    direct = [result(spread(200)), result(spread(200, tail=20_000)), result(spread(200))]  # both pairs differ
     mesh = [result(spread(300)) for _ in range(2)]
     verdict = judge_rate(RateRuns(2000, direct, mesh), hops=2, budget_p99_us=2000)
     assert any("cannot resolve" in p for p in verdict.problems)
