@@ -47,16 +47,20 @@ def test_ignored_timeout_fails_the_timeout_checks(tmp_path):
     assert_fails(entries["MeshRouteTimeoutCoversRetries"], "did not cover the retries")
 
 
-def test_fault_percentages_five_points_high_fail_the_fault_checks(tmp_path):
+# The live runs use 10 points: the checks' power at 5 points is 99% by their own claim (so a live run at 5
+# points would miss 1 time in 100 by design: CI saw it, 32.4% delayed observed for 35% injected, p 0.0054),
+# and that claim is proven on the pure decision by seeded simulation (tests/harness/test_resilience_power.py).
+# At 10 points a miss needs a 7.7-sigma deviation (about 1e-14).
+def test_fault_percentages_ten_points_high_fail_the_fault_checks(tmp_path):
     checks = ["MeshFaultInjectionAbort", "MeshFaultInjectionDelay"]
-    entries = judge(tmp_path, SUITE, checks, {"fault_percent_delta": 5})
+    entries = judge(tmp_path, SUITE, checks, {"fault_percent_delta": 10})
     for name in checks:
         assert_fails(entries[name], "percentage wrong", "exact binomial")
 
 
-def test_fault_percentages_five_points_low_fail_the_fault_checks(tmp_path):
+def test_fault_percentages_ten_points_low_fail_the_fault_checks(tmp_path):
     checks = ["MeshFaultInjectionAbort", "MeshFaultInjectionDelay"]
-    entries = judge(tmp_path, SUITE, checks, {"fault_percent_delta": -5})
+    entries = judge(tmp_path, SUITE, checks, {"fault_percent_delta": -10})
     for name in checks:
         assert_fails(entries[name], "percentage wrong", "exact binomial")
 
