@@ -2,7 +2,7 @@
 
     python bench/bench_meter.py [--quick] [--repeats N] [--json FILE] [--block 127.A.B] [--profile]
 
-Two upstreams: the project's echo (fixtures.echo, aiohttp: what the checks measure against) and nginx
+Two upstreams: the project's echo (fixtures.echo, httptools: what the checks measure against) and nginx
 answering ``return 200`` from a config this script writes (one process, no master): fast enough that
 the meter, not the upstream, is the limit. Against each, interleaved over repeats:
 
