@@ -2,7 +2,7 @@
 
 At each rate (``--latency-rates``, default 500 and 2,000 req/s) one meter process runs a warm-up through
 the mesh (not recorded: pools and handshakes are start-up, not per-hop cost), then ``direct, mesh,
-direct, ..., mesh, direct`` (``--latency-repeats``, default 5 mesh runs of 1 s), each request timed
+direct, ..., mesh, direct`` (``--latency-repeats``, default 9 mesh runs of 1 s), each request timed
 from its intended send time into HdrHistogram (µs; no coordinated omission). harness/performance/
 overhead.py turns the runs into added p50/p90/p99/p99.9 per hop (median over repeats), their spread, the
 merged histograms' figures and the machine's noise floor (direct against direct), and applies the
@@ -26,8 +26,8 @@ WARM_S = 1.0
     short_name="MeshLatencyOverhead",
     description="Open loop at each --latency-rates rate (default 500 and 2,000 req/s) from a meter process, "
                 "every request timed from its intended send time (µs, HdrHistogram): after a 1 s warm-up through "
-                "the mesh, 5 (--latency-repeats) runs of 1 s through client's outbound listener (2 proxy hops) "
-                "interleaved with 6 runs straight to the echo. Added latency per hop = (mesh - its direct neighbours) "
+                "the mesh, 9 (--latency-repeats) runs of 1 s through client's outbound listener (2 proxy hops) "
+                "interleaved with 10 runs straight to the echo. Added latency per hop = (mesh - its direct neighbours) "
                 "/ hops per repeat, at p50/p90/p99/p99.9: the median over repeats decides (a pause of the whole "
                 "machine in one repeat does not; a stall of the mesh, back repeat after repeat, does), the spread "
                 "and the merged histograms' figures are reported. Passes when, at every rate, the median added p99 "

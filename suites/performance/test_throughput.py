@@ -8,9 +8,9 @@ meter's limit or the echo's. (200 µs, the meter benchmark's own criterion, is m
 whenever another process shares the meter's vCPU for a few ms, bench/README.md; a lateness of a
 quarter of the budget cannot turn a mesh within budget into one over it by itself.) Then a bounded search
 (harness/performance/search.py: doubling from 500 req/s, then bisection, at most 6 steps): each step is
-one meter process running a 0.5 s warm-up through the mesh and ``direct, mesh, ..., mesh, direct`` (3
-mesh runs of 0.5 s between 4 direct ones), judged by the same rules as MeshLatencyOverhead
-(harness/performance/overhead.py), the median over the 3 repeats deciding.
+one meter process running a 0.5 s warm-up through the mesh and ``direct, mesh, ..., mesh, direct`` (5
+mesh runs of 0.5 s between 6 direct ones), judged by the same rules as MeshLatencyOverhead
+(harness/performance/overhead.py), the median over the 5 repeats deciding.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ._support import MAX_CONNECTIONS, data_plane, direct_target, mesh_target
 LOWEST = 500.0
 RUN_S = 0.5
 WARM_S = 0.5
-REPEATS = 3  # per step: the median of 3 decides, so one pause of the whole machine does not end the search
+REPEATS = 5  # per step: the median of 5 decides, so a pause of the whole machine in 2 of them does not end the search
 MAX_STEPS = 6
 CAPACITY_DEADLINE_S = 15.0
 CAPACITY_RATES = (1000.0, 16000.0)
@@ -43,7 +43,7 @@ SEARCH_LIMIT_S = 42.0  # with the capacity search: <= 60 s in all
                 "(default 2 ms): the meter's capacity against the direct path is measured first (its send lag p99 "
                 "within a quarter of the budget, every request answered) and is the search's ceiling; then doubling from 500 req/s "
                 "and bisection (at most 6 steps, <= 60 s with the capacity search), each step a warm-up and "
-                "3 mesh runs of 0.5 s between 4 direct ones judged by MeshLatencyOverhead's rules (median of 3). Passes when the rate "
+                "5 mesh runs of 0.5 s between 6 direct ones judged by MeshLatencyOverhead's rules (median of 5). Passes when the rate "
                 "found reaches the highest --latency-rates rate (default 2,000 req/s); fails, saying so, when "
                 "the meter or the direct path cannot reach it on this machine.",
     features=[Feature.THROUGHPUT], profile=Profile.PERFORMANCE, level=Level.EXTENDED)
