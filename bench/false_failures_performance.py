@@ -25,7 +25,7 @@ from statistics import median
 from typing import Any
 
 SUITE = "performance"
-RATES, REPEATS, BUDGET_MS, PROPAGATION_S, RESOURCE_RATE = (500.0, 2000.0), 5, 2.0, 5.0, 1000.0
+RATES, REPEATS, BUDGET_MS, PROPAGATION_S, RESOURCE_RATE = (500.0, 2000.0), 9, 2.0, 5.0, 1000.0  # the defaults
 
 
 def _checks():
