@@ -42,7 +42,35 @@ START_GRACE_S = 60.0  # Locust start-up and shutdown, beyond --run-time (and the
 
 
 class _Stop(Exception):
-    """Raised from the SIGTERM handler so the run unwinds through its finally: block."""
+    """Raised from the SIGINT/SIGTERM handler so the run unwinds through its finally: block."""
+
+
+class _Interrupts:
+    """Ctrl-C and SIGTERM. Outside the progress loops they raise at once (_Stop); inside them they only
+    set ``requested``, which the loop checks every POLL_S: an exception raised asynchronously inside rich's
+    refresh code can leave its console lock held, and the Live display's exit then waits for its refresh
+    thread forever (CI saw ``meshconform load`` hang 30 s after a Ctrl-C)."""
+
+    deferred = False
+    requested = False
+
+    @classmethod
+    def handler(cls, signum, frame):
+        if cls.deferred:
+            cls.requested = True
+            return
+        raise _Stop()
+
+    @classmethod
+    @contextmanager
+    def polling(cls) -> Iterator[None]:
+        cls.deferred = True
+        try:
+            yield
+        finally:
+            cls.deferred = False
+        if cls.requested:
+            raise _Stop()
 
 
 def add_load_command(sub: Any) -> None:
@@ -144,8 +172,8 @@ def _load(opts: LoadOptions) -> int:
                       f"{opts.run_time_s} s" + (f", master {master[0]}:{master[1]} + {opts.workers} workers"
                                                 if master else ""), markup=False)
         deadline = time.monotonic() + opts.run_time_s + START_GRACE_S + (WORKERS_MAX_WAIT_S if master else 0)
-        with LoadProgress(console, opts.run_time_s, opts.workers) as progress:
-            while main.running():
+        with _Interrupts.polling(), LoadProgress(console, opts.run_time_s, opts.workers) as progress:
+            while main.running() and not _Interrupts.requested:
                 progress.update(read_status(files.status))
                 dead = next((w for w in workers if w.exit_code() not in (None, 0)), None)
                 if dead is not None:
@@ -157,7 +185,8 @@ def _load(opts: LoadOptions) -> int:
                                  markup=False)
                     return 1
                 time.sleep(POLL_S)  # pace of the progress display
-            progress.update(read_status(files.status))
+            if not _Interrupts.requested:
+                progress.update(read_status(files.status))
         result = _read_json(files.result)
         if result is None:
             errors.print(f"meshconform load: Locust exited with code {main.exit_code()} and wrote no result:\n"
@@ -200,8 +229,9 @@ def _workers_only(opts: LoadOptions) -> int:
         workers = [procs.start(f"locust-worker-{i + 1}", worker_argv(sys.executable, None, opts.master_host,
                                                                      opts.master_port),
                                files.log(f"locust-worker-{i + 1}")) for i in range(opts.workers)]
-        with console.status(f"{opts.workers} Locust workers for the master at {opts.master_host}:{opts.master_port}…"):
-            while any(w.running() for w in workers):
+        with _Interrupts.polling(), console.status(
+                f"{opts.workers} Locust workers for the master at {opts.master_host}:{opts.master_port}…"):
+            while any(w.running() for w in workers) and not _Interrupts.requested:
                 time.sleep(POLL_S)  # pace of polling the workers
         failed = [w for w in workers if w.exit_code() != 0]
         for w in failed:
@@ -260,11 +290,12 @@ def _print_summary(doc: dict[str, Any], files, pages: list[str]) -> None:
 
 @contextmanager
 def _sigterm_raises() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    previous = signal.signal(signal.SIGINT, _Interrupts.handler), signal.signal(signal.SIGTERM, _Interrupts.handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
 
 @contextmanager
@@ -277,8 +308,5 @@ def _signals_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
 
-
-def _raise_stop(signum, frame):
-    raise _Stop()
 
 
