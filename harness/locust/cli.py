@@ -116,7 +116,7 @@ def run_load(args: argparse.Namespace) -> int:
         errors.print("meshconform load: Locust is not installed (pip install 'meshconform[load]')", markup=False)
         return 1
     try:
-        with _sigterm_raises():
+        with _interrupts_handled():
             return _workers_only(opts) if opts.worker_only else _load(opts)
     except (KeyboardInterrupt, _Stop):
         errors.print("meshconform load: interrupted; Locust and the mesh are stopped", markup=False)
@@ -289,7 +289,9 @@ def _print_summary(doc: dict[str, Any], files, pages: list[str]) -> None:
 
 
 @contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def _interrupts_handled() -> Iterator[None]:
+    """Route SIGINT and SIGTERM to _Interrupts for one run; a request left from an earlier run is dropped."""
+    _Interrupts.requested = False
     previous = signal.signal(signal.SIGINT, _Interrupts.handler), signal.signal(signal.SIGTERM, _Interrupts.handler)
     try:
         yield
