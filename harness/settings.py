@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +134,16 @@ def read_performance(config: pytest.Config) -> PerformanceSettings:
         _, dest, ini, *_ = next(o for o in PERFORMANCE_OPTIONS if o[0] == flag)
         given = config.getoption(dest)
         return (given if given is not None else config.getini(ini)).strip()
+
+    return _performance(raw)
+
+
+def default_performance() -> PerformanceSettings:
+    """The performance budgets a run gets when it sets none (what benchmarks of the checks must use)."""
+    return _performance(lambda flag: next(o[4] for o in PERFORMANCE_OPTIONS if o[0] == flag))
+
+
+def _performance(raw: Callable[[str], str]) -> PerformanceSettings:
 
     def number(flag: str, *, low: float, optional: bool = False) -> float | None:
         text = raw(flag)
