@@ -22,6 +22,7 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import random
 import socket
 import struct
 import threading
@@ -29,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from harness.faults import DIRECTIONS, TOXICS, Chunk, ConnectionFault, Direction, Fault
+from harness.faults import DIRECTIONS, TOXICS, Chunk, ClosingFault, ConnectionFault, Direction, Fault
 from harness.faults.tap import DEFAULT_LIMIT_BYTES, Tap
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,12 @@ class _Attached:
     name: str
     direction: Direction
     toxic: Fault
+    toxicity: float = 1.0  # the chance that the toxic acts on a given connection (Toxiproxy's)
+
+
+def _check_toxicity(toxicity: float) -> None:
+    if not 0.0 <= toxicity <= 1.0:  # also refuses NaN
+        raise ValueError(f"toxicity is a chance in 0..1, not {toxicity!r}")
 
 
 class _Stream:
@@ -72,6 +79,7 @@ class _Stream:
         self.connection_id = connection.connection_id
         self.direction = direction
         self.reader, self.writer = reader, writer
+        self._pumping = False  # a chunk is between the queue and the writer
 
     def reset(self) -> None:
         self.connection.reset()
@@ -79,13 +87,28 @@ class _Stream:
     def close(self) -> None:
         self.connection.close()
 
+    def respond(self, data: bytes, close: bool) -> None:
+        """Write ``data`` to the client (not through the downstream toxics); then, if ``close``, close
+        both sides with FIN (the transport sends what it holds first)."""
+        if self.connection.done:
+            return
+        self.connection.writers[0].write(data)
+        if close:
+            self.connection.close()
+
     async def run(self) -> None:
         queue: asyncio.Queue[Chunk | None] = asyncio.Queue(READ_AHEAD_CHUNKS)
         reading = asyncio.create_task(self._read(queue))
         try:
             while (chunk := await queue.get()) is not None:
+                self._pumping = True
                 toxics = self.connection.proxy._toxics[self.direction]  # a snapshot: tuples are replaced
                 await self._send_from(toxics, 0, chunk)
+                self._pumping = False
+            for attached in self.connection.proxy._toxics[self.direction]:  # every chunk is out: now the FIN
+                if (isinstance(attached.toxic, ClosingFault) and not self.connection.done
+                        and self.connection.acts(attached)):
+                    await attached.toxic.closing(self)
             if self.writer.can_write_eof() and not self.writer.is_closing():
                 self.writer.write_eof()
         except (ConnectionError, OSError):
@@ -99,6 +122,12 @@ class _Stream:
     async def _read(self, queue: asyncio.Queue) -> None:
         try:
             while data := await self.reader.read(READ_SIZE):
+                if not self.connection.proxy._toxics[self.direction] and not self._pumping and queue.empty():
+                    # no toxic on this direction and nothing ahead of this chunk: write it now, without
+                    # the hand-over to the pump task (~60 µs a round trip here); order is kept
+                    self.writer.write(data)
+                    await self.writer.drain()
+                    continue
                 await queue.put(Chunk(data, time.monotonic()))
         except (ConnectionError, OSError):
             self.connection.reset()
@@ -110,7 +139,11 @@ class _Stream:
             self.writer.write(chunk.data)
             await self.writer.drain()
             return
-        await toxics[index].toxic.pipe(chunk, functools.partial(self._send_from, toxics, index + 1), self)
+        attached = toxics[index]
+        if not self.connection.acts(attached):
+            await self._send_from(toxics, index + 1, chunk)
+            return
+        await attached.toxic.pipe(chunk, functools.partial(self._send_from, toxics, index + 1), self)
 
 
 class _Connection:
@@ -122,6 +155,7 @@ class _Connection:
                         "downstream": _Stream(self, "downstream", server[0], client[1])}
         self._tasks: list[asyncio.Task] = []
         self._watches: dict[str, asyncio.Task] = {}
+        self._acting: dict[_Attached, bool] = {}  # toxicity, drawn once per toxic and connection
         self.done = False
 
     async def run(self) -> None:
@@ -133,8 +167,16 @@ class _Connection:
         finally:
             self.close()
 
+    def acts(self, attached: _Attached) -> bool:
+        """Whether ``attached`` acts on this connection: drawn once, when it first meets it."""
+        acting = self._acting.get(attached)
+        if acting is None:
+            acting = self._acting[attached] = (attached.toxicity >= 1.0
+                                               or self.proxy.rng.random() < attached.toxicity)
+        return acting
+
     def attach(self, attached: _Attached) -> None:
-        if isinstance(attached.toxic, ConnectionFault) and not self.done:
+        if isinstance(attached.toxic, ConnectionFault) and not self.done and self.acts(attached):
             self._watches[attached.name] = asyncio.create_task(
                 attached.toxic.watch(self.streams[attached.direction]))
 
@@ -142,6 +184,8 @@ class _Connection:
         task = self._watches.pop(name, None)
         if task is not None:
             task.cancel()
+        for attached in [a for a in self._acting if a.name == name]:
+            del self._acting[attached]
 
     def reset(self) -> None:
         if not self.done:
@@ -168,10 +212,11 @@ class FaultProxy:
     """A TCP proxy from ``listen`` (port 0 = any free one, see ``address``) to ``upstream``."""
 
     def __init__(self, listen: tuple[str, int], upstream: tuple[str, int], *,
-                 connect_timeout_s: float = 5.0) -> None:
+                 connect_timeout_s: float = 5.0, rng: random.Random | None = None) -> None:
         self.listen = listen
         self.upstream = upstream
         self.connect_timeout_s = connect_timeout_s
+        self.rng = rng or random.Random()  # draws toxicity per connection; seed it for a repeatable run
         self._toxics: dict[Direction, tuple[_Attached, ...]] = {d: () for d in DIRECTIONS}
         self._connections: set[_Connection] = set()
         self._handlers: set[asyncio.Task] = set()
@@ -249,13 +294,35 @@ class FaultProxy:
 
     # ------------------------------------------------------------------ toxics (callable from any thread)
 
-    def add(self, toxic: Fault, direction: Direction = "downstream", name: str | None = None) -> str:
+    def add(self, toxic: Fault, direction: Direction = "downstream", name: str | None = None,
+            toxicity: float = 1.0) -> str:
         """Put ``toxic`` on ``direction`` of every connection, open ones included; returns its name
-        (default ``<kind>_<direction>``, which must be unused)."""
+        (default ``<kind>_<direction>``, which must be unused). ``toxicity`` is the chance that it
+        acts on a connection, drawn once per connection (Toxiproxy's meaning); 1 = every one."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction is one of {DIRECTIONS}, not {direction!r}")
-        attached = _Attached(name or f"{_kind(toxic)}_{direction}", direction, toxic)
+        _check_toxicity(toxicity)
+        attached = _Attached(name or f"{_kind(toxic)}_{direction}", direction, toxic, float(toxicity))
         return self._run_on_loop(self._add, attached)
+
+    def update(self, name: str, toxic: Fault | None = None, toxicity: float | None = None) -> None:
+        """Change a toxic's parameters or toxicity in place (same direction, same place in the order);
+        open connections get the new one at their next chunk, and toxicity is drawn again. KeyError
+        if there is no toxic ``name``."""
+        if toxicity is not None:
+            _check_toxicity(toxicity)
+        self._run_on_loop(self._update, name, toxic, toxicity)
+
+    def _update(self, name: str, toxic: Fault | None, toxicity: float | None) -> None:
+        old = next((a for a in self.attached() if a.name == name), None)
+        if old is None:
+            raise KeyError(f"no toxic named {name!r} on this proxy")
+        new = _Attached(name, old.direction, toxic if toxic is not None else old.toxic,
+                        old.toxicity if toxicity is None else float(toxicity))
+        self._toxics[old.direction] = tuple(new if a is old else a for a in self._toxics[old.direction])
+        for connection in self._connections:
+            connection.detach(name)
+            connection.attach(new)
 
     def _add(self, attached: _Attached) -> str:
         if any(a.name == attached.name for a in self.attached()):
@@ -292,6 +359,9 @@ class FaultProxy:
 
     def toxics(self) -> dict[str, tuple[Direction, Fault]]:
         return {a.name: (a.direction, a.toxic) for a in self.attached()}
+
+    def toxicity(self, name: str) -> float:
+        return next(a.toxicity for a in self.attached() if a.name == name)
 
     @contextlib.contextmanager
     def fault(self, toxic: Fault, direction: Direction = "downstream", name: str | None = None) -> Iterator[str]:

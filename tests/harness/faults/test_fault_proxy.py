@@ -140,3 +140,38 @@ def test_running_in_a_thread_for_sync_callers(loopback_ip):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+async def test_toxicity_is_drawn_once_per_connection_from_the_injected_rng(upstream, loopback_ip):
+    import random
+
+    rng_seed = 7
+    expected = [random.Random(rng_seed).random() < 0.5 for _ in range(1)]  # the first draw decides connection 1
+    async with FaultProxy(listen=(loopback_ip, 0), upstream=upstream.address, rng=random.Random(rng_seed)) as proxy:
+        proxy.add(Latency(0.3), toxicity=0.5)
+        slow = []
+        for _ in range(12):
+            reader, writer = await asyncio.open_connection(*proxy.address)
+            first = await round_trip_s(reader, writer)
+            second = await round_trip_s(reader, writer)  # same connection: the same draw
+            writer.close()
+            assert (first >= 0.3) == (second >= 0.3)
+            slow.append(first >= 0.3)
+        draws = random.Random(rng_seed)
+        assert slow == [draws.random() < 0.5 for _ in range(12)] and slow[:1] == expected
+        assert 0 < sum(slow) < 12
+
+
+async def test_update_changes_a_toxic_in_place_for_open_connections(proxy):
+    reader, writer = await asyncio.open_connection(*proxy.address)
+    proxy.add(Latency(0.3), name="slow")
+    assert await round_trip_s(reader, writer) >= 0.3
+    proxy.update("slow", Latency(0.0))
+    assert await round_trip_s(reader, writer) < 0.2
+    proxy.update("slow", toxicity=0.0)
+    assert proxy.toxicity("slow") == 0.0 and list(proxy.toxics()) == ["slow"]
+    with pytest.raises(KeyError):
+        proxy.update("nope", Latency(0.1))
+    with pytest.raises(ValueError):
+        proxy.add(Timeout(0), toxicity=1.5)
+    writer.close()
