@@ -6,6 +6,7 @@
     meshconform sweep [--run-id ID]                                    # kill leftovers of dead runs
     meshconform compare REPORT... [--markdown FILE]                    # reports side by side
     meshconform load --mesh=NAME --users N --run-time 30s [--workers K]  # Locust through a mesh (harness/locust)
+    meshconform faults serve [--listen 127.0.0.1:8474] [--owner PID]     # Toxiproxy's API (harness/faults)
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad input (scenario, defects, state file).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.faults.cli import add_faults_command
 from harness.locust.cli import add_load_command
 from meshproxy.cli import add_mesh_commands
 
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--markdown", type=Path, metavar="FILE", help="also write the table as Markdown")
     compare.set_defaults(run=_compare)
     add_load_command(sub)
+    add_faults_command(sub)
     return parser
 
 
