@@ -12,7 +12,10 @@ Per connection and direction one task reads (at most 8 chunks of 64 KiB ahead: b
 pumps each chunk through the direction's toxics in the order they were added, then writes it. A FIN
 from one side is passed on as a FIN (half-close); a reset from either side, or a connect failure to the
 upstream, becomes an RST to the other side, so the client sees what it would see without the proxy.
-Healing (``heal()``, leaving a lease, stopping) is idempotent.
+Before a FIN is passed on, each ``ClosingFault`` on that direction may hold it (slow_close). A toxic may
+answer the client itself (``Link.respond``: the HTTP toxics). ``toxicity`` is drawn once per toxic and
+connection from the proxy's ``rng``. A direction with no toxic skips the pump: its reader writes each
+chunk itself. Healing (``heal()``, leaving a lease, stopping) is idempotent.
 """
 
 from __future__ import annotations
