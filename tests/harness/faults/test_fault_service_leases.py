@@ -101,3 +101,35 @@ def test_a_busy_address_exits_1_saying_so(loopback_ip):
         done = subprocess.run([sys.executable, "-m", "harness.cli", "faults", "serve", "--listen",
                                f"{loopback_ip}:{port}"], capture_output=True, text=True, timeout=30)
         assert done.returncode == 1 and "cannot listen" in done.stderr
+
+
+def test_a_runs_service_dies_with_its_run_and_sweep_finds_nothing_left(tmp_path, loopback_ip):
+    from meshruntime.processes import alive
+    from meshruntime.sweep import tagged_processes
+
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        from harness.faults.served import FaultServiceProcess
+        served = FaultServiceProcess.start({loopback_ip!r}, run_id="faults-sweep-test", log_dir={str(tmp_path)!r})
+        print("SERVICE", served.process.pid, flush=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:   # until it is killed (bounded)
+            time.sleep(0.1)
+    """))
+    out = tmp_path / "run.out"
+    with open(out, "wb") as sink:
+        run = subprocess.Popen([sys.executable, str(script)], stdout=sink, stderr=subprocess.STDOUT, cwd=os.getcwd())
+    try:
+        pid = int(_wait_for_line(out, "SERVICE ", run))
+        assert [p.pid for p in tagged_processes("faults-sweep-test")] == [pid]
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(5)
+        killed = time.monotonic()
+        while alive(pid):
+            assert time.monotonic() - killed < REMOVED_WITHIN_S, "the run's fault service outlived it"
+            time.sleep(0.02)  # polling pace of the process table
+        assert tagged_processes("faults-sweep-test") == []
+    finally:
+        run.kill()
+        run.wait(5)
