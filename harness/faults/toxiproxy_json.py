@@ -67,7 +67,8 @@ SCHEMAS: dict[str, ToxicSchema] = {
                              lambda a: faults.Bandwidth(a["rate"] * 1000) if a["rate"] else Passthrough()),
     "slow_close": ToxicSchema({"delay": 0}, lambda a: _toxic("slow_close")(a["delay"] / 1000)),
     "timeout": ToxicSchema({"timeout": 0}, lambda a: faults.Timeout(a["timeout"] / 1000)),
-    "reset_peer": ToxicSchema({"timeout": 0}, lambda a: faults.ResetPeer(a["timeout"] / 1000)),
+    "reset_peer": ToxicSchema({"timeout": 0},  # from the first data on its stream, as Toxiproxy
+                              lambda a: faults.ResetPeer(a["timeout"] / 1000, on_data=True)),
     "slicer": ToxicSchema({"average_size": 0, "size_variation": 0, "delay": 0},  # bytes, bytes, µs
                           lambda a: faults.Slicer(int(a["average_size"]), a["delay"] / 1e6,
                                                   int(a["size_variation"]))),

@@ -34,3 +34,14 @@ async def test_reset_peer_added_later_hits_open_connections(proxy):
     _, ending, elapsed = await read_until_end(reader)
     writer.close()
     assert ending == "reset" and 0.05 <= elapsed <= 0.3
+
+
+async def test_reset_peer_on_data_leaves_idle_connections_and_resets_after_the_first_data(proxy, upstream):
+    proxy.add(ResetPeer(after_s=0.3, on_data=True))  # Toxiproxy's reset_peer, downstream
+    reader, writer = await asyncio.open_connection(*proxy.address)
+    received, ending, _ = await read_until_end(reader, timeout_s=0.5)
+    assert (received, ending) == (b"", "timeout")  # idle: never reset
+    writer.write(b"ping")  # the echo's answer is the first data downstream: dropped, then the reset
+    received, ending, elapsed = await read_until_end(reader)
+    writer.close()
+    assert received == b"" and ending == "reset" and 0.25 <= elapsed <= 0.6
