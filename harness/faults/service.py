@@ -176,9 +176,17 @@ class FaultService:
         _address(fields["upstream"], "upstream")
         _address(fields["listen"], "listen")
         if (fields["listen"], fields["upstream"]) != (served.listen, served.upstream):
-            # Toxiproxy restarts the proxy on a new address: open connections end, toxics stay
-            replacement = await self._start(fields, served.owner, served.toxics)
+            # Toxiproxy stops the proxy and starts it again (the listen address may be the same one):
+            # open connections end, toxics stay; when the new address cannot be bound, the old proxy is
+            # started again as it was, so a refused update changes nothing
             await self._stop(served)
+            try:
+                replacement = await self._start(fields, served.owner, served.toxics)
+            except ApiError:
+                self.proxies[name] = await self._start(
+                    {"name": name, "listen": served.listen, "upstream": served.upstream,
+                     "enabled": served.enabled}, served.owner, served.toxics)
+                raise
             self.proxies[name] = replacement
             return replacement
         if fields["enabled"] and not served.enabled:

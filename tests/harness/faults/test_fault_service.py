@@ -245,3 +245,28 @@ def test_every_toxic_is_offered_through_the_api():
     from harness.faults.toxiproxy_json import SCHEMAS
 
     assert set(SCHEMAS) == set(TOXICS)
+
+
+async def test_changing_the_upstream_keeps_the_listen_address_and_toxics(api, upstream, loopback_ip):
+    from fault_helpers import EchoServer
+
+    other = await EchoServer().start(loopback_ip)
+    try:
+        _, made = await call(api, "POST", "/proxies", {"name": "p", "listen": f"{loopback_ip}:0",
+                                                       "upstream": "%s:%d" % upstream.address})
+        await call(api, "POST", "/proxies/p/toxics", {"type": "latency", "attributes": {"latency": 1}})
+        status, moved = await call(api, "POST", "/proxies/p", {"upstream": "%s:%d" % other.address})
+        assert status == 200 and moved["listen"] == made["listen"] and moved["upstream"] == "%s:%d" % other.address
+        assert [t["name"] for t in moved["toxics"]] == ["latency_downstream"]
+        reader, writer = await asyncio.open_connection(*address(moved["listen"]))
+        await round_trip_s(reader, writer, b"to the other")
+        writer.close()
+        assert bytes(other.received) == b"to the other" and not upstream.received
+        _, busy = await call(api, "POST", "/proxies", {"name": "q", "listen": f"{loopback_ip}:0", "upstream": "127.0.0.1:9"})
+        status, got = await call(api, "PATCH", "/proxies/p", {"listen": busy["listen"]})
+        assert status == 409 and (await call(api, "GET", "/proxies/p"))[1] == moved  # refused: nothing changed
+        reader, writer = await asyncio.open_connection(*address(moved["listen"]))
+        await round_trip_s(reader, writer)
+        writer.close()
+    finally:
+        await other.stop()
