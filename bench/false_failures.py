@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-PARTS = ("routing", "resilience", "breaking", "balancing", "health")
+PARTS = ("routing", "resilience", "breaking", "balancing", "health", "chaos")
 
 
 def print_table(rows: Iterable[dict[str, Any]]) -> None:

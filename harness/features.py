@@ -62,6 +62,7 @@ class Feature(str, Enum):
     CHAOS_UPSTREAM_KILL = "ChaosUpstreamKill"
     CHAOS_SIDECAR_RESTART = "ChaosSidecarRestart"
     CHAOS_CONTROL_PLANE_KILL = "ChaosControlPlaneKill"
+    CHAOS_SLOW_NETWORK = "ChaosSlowNetwork"  # latency / bandwidth toxics on a hop: the timeouts fire as declared
     CHAOS_PARTITION = "ChaosPartition"
     # performance
     LATENCY_OVERHEAD = "LatencyOverhead"

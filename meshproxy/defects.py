@@ -28,6 +28,11 @@ KNOWN = frozenset({
     "ejection_never_ends", "ejection_not_multiplied", "max_ejection_percent_ignored", "eject_late",
     # active health checks (suites/health)
     "health_check_ignored", "healthy_threshold_ignored",
+    # chaos (suites/chaos): a refused connection is not retried; per-try timeouts never fire; an endpoint
+    # that left a caller's set (a restarted sidecar) is never used by that caller again; a sidecar throws
+    # its configuration away when its config watch fails (the control plane is away)
+    "connect_failure_not_retried", "ignore_per_try_timeout", "endpoint_never_readmitted",
+    "config_dropped_without_controlplane",
     # performance (suites/performance): a fixed delay per outbound request (param: ms), config applied
     # late (param: seconds), memory kept per outbound request (param: bytes)
     "hop_delay_ms", "slow_config_apply", "leak_per_request",

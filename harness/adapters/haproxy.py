@@ -69,6 +69,9 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
     Feature.PER_TRY_TIMEOUT,
     Feature.REQUEST_TIMEOUT,
     Feature.FAULT_INJECTION_ABORT,
+    Feature.CHAOS_UPSTREAM_KILL,  # ProcessControl + HopInterposer of the third-party runtime; suites/chaos pass
+    Feature.CHAOS_PARTITION,
+    Feature.CHAOS_SIDECAR_RESTART,
     Feature.LATENCY_OVERHEAD,
     Feature.THROUGHPUT,
     Feature.CONFIG_PROPAGATION,
@@ -81,10 +84,11 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
     Feature.OUTLIER_DETECTION: "HAProxy's observe layer7/on-error mark-down brings a server back only via active "
                                "health checks: no base_ejection_time, no max_ejection_percent",
     Feature.HEALTH_CHECK_PASSIVE: "same limit as outlier detection: HAProxy has no timed passive ejection",
-    Feature.CHAOS_UPSTREAM_KILL: "the haproxy adapter does not implement ProcessControl yet",
-    Feature.CHAOS_SIDECAR_RESTART: "the haproxy adapter does not implement ProcessControl yet",
     Feature.CHAOS_CONTROL_PLANE_KILL: "HAProxy has no control plane: configuration is a file the adapter renders",
-    Feature.CHAOS_PARTITION: "not wired yet (a disabled fault proxy on the hop would do it)",
+    Feature.CHAOS_SLOW_NETWORK: "over a slow hop HAProxy's route timeout (timeout server) starts only once the "
+                                "connection is up: 504 after 0.92 s (the 0.6 s TLS handshake over the hop + 0.3 s) for "
+                                "a 0.3 s timeout (MeshChaosSlowNetworkRouteTimeout fails; the per-try and "
+                                "bandwidth checks pass)",
     Feature.METRICS: "the haproxy adapter does not implement MeshStats (HAProxy's stats socket would)",
     Feature.TRACING: "HAProxy does not add or propagate trace headers by itself",
     Feature.ACCESS_LOGS: "the adapter configures no access log",

@@ -68,6 +68,8 @@ FEATURES = FeatureClaims.of("nginx", supported=[
     Feature.PER_TRY_TIMEOUT,
     Feature.REQUEST_TIMEOUT,
     Feature.FAULT_INJECTION_ABORT,
+    Feature.CHAOS_PARTITION,  # HopInterposer + ProcessControl of the third-party runtime; suites/chaos pass
+    Feature.CHAOS_SIDECAR_RESTART,
     Feature.LATENCY_OVERHEAD,
     Feature.THROUGHPUT,
     Feature.CONFIG_PROPAGATION,
@@ -81,10 +83,12 @@ FEATURES = FeatureClaims.of("nginx", supported=[
     Feature.OUTLIER_DETECTION: "not rendered: max_fails/fail_timeout counts failures in a window (not consecutive "
                                "5xx) and has no max_ejection_percent",
     Feature.HEALTH_CHECK_PASSIVE: "not rendered (max_fails/fail_timeout, see OutlierDetection)",
-    Feature.CHAOS_UPSTREAM_KILL: "the nginx adapter does not implement ProcessControl yet",
-    Feature.CHAOS_SIDECAR_RESTART: "the nginx adapter does not implement ProcessControl yet",
+    Feature.CHAOS_UPSTREAM_KILL: "the check routes around a killed upstream by active health checks, which nginx "
+                                 "open source lacks (see HealthCheckActive)",
     Feature.CHAOS_CONTROL_PLANE_KILL: "nginx has no control plane: configuration is a file the adapter renders",
-    Feature.CHAOS_PARTITION: "not wired yet (a disabled fault proxy on the hop would do it)",
+    Feature.CHAOS_SLOW_NETWORK: "over a slow hop nginx's route timeout fires late: 504 after 1.5 s for a 0.3 s "
+                                "timeout behind a hop adding 0.6 s to every answer and handshake "
+                                "(MeshChaosSlowNetworkRouteTimeout fails; the per-try and bandwidth checks pass)",
     Feature.METRICS: "nginx open source has only stub_status (no per-upstream counters); no MeshStats",
     Feature.TRACING: "nginx does not add or propagate trace headers by itself",
     Feature.ACCESS_LOGS: "the adapter configures no access log",

@@ -36,6 +36,8 @@ FEATURES = FeatureClaims.of("reference", supported=[
     Feature.HEALTH_CHECK_PASSIVE, Feature.HEALTH_CHECK_ACTIVE,
     Feature.RETRIES, Feature.RETRY_BACKOFF, Feature.PER_TRY_TIMEOUT, Feature.REQUEST_TIMEOUT,
     Feature.CIRCUIT_BREAKING, Feature.CIRCUIT_BREAKING_RETRIES, Feature.OUTLIER_DETECTION, Feature.FAULT_INJECTION_DELAY, Feature.FAULT_INJECTION_ABORT,
+    Feature.CHAOS_UPSTREAM_KILL, Feature.CHAOS_PARTITION, Feature.CHAOS_SLOW_NETWORK, Feature.CHAOS_SIDECAR_RESTART,
+    Feature.CHAOS_CONTROL_PLANE_KILL,
     Feature.LATENCY_OVERHEAD, Feature.THROUGHPUT, Feature.CONFIG_PROPAGATION, Feature.RESOURCE_USE,
 ], reasons={
     Feature.ACCESS_LOGS: "the reference sidecar writes no access log",

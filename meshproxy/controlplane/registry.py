@@ -1,7 +1,12 @@
 """Registered workloads: their inbound addresses, what configuration each has acked, and change wake-ups.
 
-Kept in memory: after a control-plane restart sidecars register again (a workload the control plane does
-not know gets ``409 register first`` on its config long-poll). An admin may override a workload's
+After a control-plane restart sidecars register again (a workload that has not registered with this life
+of the control plane gets ``409 register first`` on its config long-poll and its ack). The endpoint table
+itself is also kept on disk (``endpoints.json`` in the state directory, written at every registration
+and deregistration): a restarted control plane starts from the endpoints it had, *remembered* until
+their sidecars register again, and pushes them to every caller meanwhile. Without that, the first
+sidecars to register again would be handed an endpoint set missing everyone not yet back, and their
+callers would fail requests a control-plane outage must not cost. An admin may override a workload's
 address (to put a fault proxy on a hop); the override wins over what the workload itself registers.
 
 Long-polls wait on :meth:`Registry.wait_until`: every change swaps in a fresh ``asyncio.Event`` and sets
@@ -12,9 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
+
+from meshproxy.controlplane.store import write_json_atomically
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +41,7 @@ class Endpoint:
     acked_generation: int | None = None
     acked_version: int | None = None
     acked_at: str | None = None
+    remembered: bool = False  # known from an earlier life of the control plane, not registered in this one
 
     @property
     def address(self) -> str | None:
@@ -40,11 +53,24 @@ class Endpoint:
         return self.own_address is not None
 
 
+_DURABLE = ("service", "namespace", "version", "instance", "own_address", "override_address")
+
+
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
+        """``path``: where the endpoint table is kept across restarts (None: memory only)."""
         self._endpoints: dict[str, Endpoint] = {}
         self._changed = asyncio.Event()
         self._closing = False
+        self._path = path
+        if path is not None and path.exists():
+            try:
+                for workload, fields in json.loads(path.read_text()).items():
+                    self._endpoints[workload] = Endpoint(workload, **{k: fields[k] for k in _DURABLE},
+                                                         remembered=True)
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged file: start empty
+                log.warning("ignoring the endpoint table in %s: %s", path, exc)
+                self._endpoints.clear()
 
     # -- changes ---------------------------------------------------------------------------------
     def register(self, workload: str, service: str, namespace: str, version: str, instance: int,
@@ -59,13 +85,21 @@ class Registry:
             ep.override_address = address
         else:
             ep.own_address = address
+        ep.remembered = False
+        self._save()
         self.notify()
         return before != (ep.service, ep.namespace, ep.version, ep.instance, ep.address)
 
     def deregister(self, workload: str) -> bool:
         removed = self._endpoints.pop(workload, None) is not None
+        self._save()
         self.notify()
         return removed
+
+    def _save(self) -> None:
+        if self._path is not None:
+            write_json_atomically(self._path, {w: {k: getattr(e, k) for k in _DURABLE}
+                                               for w, e in sorted(self._endpoints.items())})
 
     def ack(self, workload: str, generation: int, version: int) -> None:
         ep = self._endpoints[workload]
@@ -84,7 +118,9 @@ class Registry:
 
     # -- views -----------------------------------------------------------------------------------
     def get(self, workload: str) -> Endpoint | None:
-        return self._endpoints.get(workload)
+        """The workload registered with this life of the control plane (a remembered one is not)."""
+        ep = self._endpoints.get(workload)
+        return None if ep is None or ep.remembered else ep
 
     def endpoints(self) -> dict[str, dict]:
         """What sidecars route to: registered workloads that have an address."""
@@ -92,9 +128,11 @@ class Registry:
                 for w, e in sorted(self._endpoints.items()) if e.address}
 
     def workloads_status(self) -> dict[str, dict]:
+        """Registered workloads (remembered ones only once registered again: until then they are
+        pushed to callers but not counted as back)."""
         return {w: {"generation": e.acked_generation, "version": e.acked_version, "address": e.address,
                     "acked_at": e.acked_at, "service": e.service}
-                for w, e in sorted(self._endpoints.items())}
+                for w, e in sorted(self._endpoints.items()) if not e.remembered}
 
     def lagging(self, generation: int) -> list[str]:
         """Workloads with a sidecar that have not acked ``generation`` (or later)."""

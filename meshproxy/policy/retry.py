@@ -23,7 +23,8 @@
   defaults (25 ms, 250 ms): retry 1 in [0, 25 ms), 2 in [0, 75 ms), 3 in [0, 175 ms), then [0, 250 ms).
 
 Defects: ``retries_delta`` adds to ``attempts`` (floor 0); ``backoff: "constant"`` always waits base,
-``backoff: "no_jitter"`` always waits the upper bound.
+``backoff: "no_jitter"`` always waits the upper bound; ``connect_failure_not_retried``: a connect failure
+is never retried, whatever ``retry_on`` says.
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ class RetryPolicy:
     separate check.
     """
 
-    __slots__ = ("_rules", "_rng", "max_retries", "attempts_made", "_backoff_mode", "_retry_any_status")
+    __slots__ = ("_rules", "_rng", "max_retries", "attempts_made", "_backoff_mode", "_retry_any_status",
+                 "_no_connect_retry")
 
     def __init__(self, retries: Retries | None, rng: random.Random, defects: Defects = NONE):
         rules = _NO_RETRIES if retries is None else _rules_for(retries)
@@ -147,8 +149,10 @@ class RetryPolicy:
         self.max_retries = rules.attempts
         self._backoff_mode = None
         self._retry_any_status = False
+        self._no_connect_retry = False
         if defects:
             self._retry_any_status = bool(defects.active("retry_any_status"))
+            self._no_connect_retry = bool(defects.active("connect_failure_not_retried"))
             if retries is not None:
                 self.max_retries = max(0, rules.attempts + int(defects.param("retries_delta", 0)))
             self._backoff_mode = defects.param("backoff")
@@ -170,6 +174,8 @@ class RetryPolicy:
             return False
         if self._retry_any_status and outcome.kind == RESPONSE and (outcome.status or 0) >= 400:
             return True  # defect: 4xx such as 404 retried as if it were a 5xx
+        if self._no_connect_retry and outcome.kind == CONNECT_FAILURE:
+            return False  # defect: a refused connection is given up on at once
         return self._rules.retriable(outcome)
 
     def backoff(self) -> float:

@@ -96,6 +96,8 @@ class LocalMesh(ProcessControlled):
             self._started = True
             atexit.register(self.stop)
             try:
+                # a fresh mesh starts from no endpoints (a restart of its control plane keeps them)
+                (self.state_dir / "endpoints.json").unlink(missing_ok=True)
                 self._start_controlplane(deadline)
                 self._client.put_scenario(self.scenario)
                 for workload in self.scenario.workloads():

@@ -8,7 +8,9 @@ The request path reads ``ConfigStore.current`` once and uses that snapshot to th
 Defects applied here: ``inbound_accepts_plaintext`` and ``plaintext_between_sidecars`` turn a STRICT
 inbound into PERMISSIVE; ``permissive_as_strict`` turns a PERMISSIVE inbound into STRICT;
 ``ignore_authz`` (and ``plaintext_between_sidecars``: no identity on a plaintext hop) drops the
-allow-list and ``authz_deny_all`` empties it (every caller gets 403).
+allow-list and ``authz_deny_all`` empties it (every caller gets 403). ``endpoint_never_readmitted``:
+an endpoint that was in one generation and left in a later one is kept out of every generation after,
+so a restarted sidecar that registers again never gets this caller's traffic back.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class ConfigStore:
         self._defects = defects
         self._prober = prober  # active health checks of destinations that configure them (None: off)
         self.current: Snapshot | None = None
+        self._never_readmit = defects.active("endpoint_never_readmitted")
+        self._left: set[str] = set()  # defect "endpoint_never_readmitted": the endpoints once seen leaving
 
     def install(self, generation: int, version: int, scenario: Scenario | Mapping,
                 endpoints: Mapping[str, Mapping]) -> Snapshot:
@@ -81,6 +85,10 @@ class ConfigStore:
         if not isinstance(scenario, Scenario):
             scenario = parse_scenario(dict(scenario))
         loop = asyncio.get_running_loop()
+        if self._never_readmit:
+            if self.current is not None:
+                self._left |= set(self.current.endpoints) - set(endpoints)
+            endpoints = {name: ep for name, ep in endpoints.items() if name not in self._left}
         old = self.current.destinations if self.current else {}
         destinations: dict[str, Destination] = {}
         for service in scenario.services:

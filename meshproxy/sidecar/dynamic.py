@@ -6,6 +6,7 @@
 4. ``watch``: long-poll ``/v1/config?after=G&wait=30`` forever, apply and ``POST /v1/ack`` each new
    generation. The control plane being down changes nothing: the last configuration keeps serving and
    the poll retries with backoff (0.2 s doubling to 5 s). A 409 (it restarted and forgot us) re-registers.
+   (Defect ``config_dropped_without_controlplane``: a failed poll throws the configuration away.)
 5. ``renew`` (called by ``certs.Rotator`` at half-life): a new key, signed with the current SVID.
 """
 
@@ -34,6 +35,8 @@ class ControlPlaneSession:
         self._config = config
         # defect "slow_config_apply": every pushed generation is applied (and acked) this many seconds late
         self._apply_delay_s = float(defects.param("slow_config_apply") or 0) if defects.active("slow_config_apply") else 0.0
+        # defect "config_dropped_without_controlplane": a failed config watch throws the configuration away
+        self._drop_when_away = defects.active("config_dropped_without_controlplane")
         self.client = AsyncControlPlaneClient(boot.controlplane, boot.bundle)
 
     async def _sign(self, join_token: str | None) -> Svid:
@@ -93,6 +96,9 @@ class ControlPlaneSession:
                 log.warning("control plane forgot this workload; registering again")
                 await self._retry_quietly(self.register)
             except Exception as exc:
+                if self._drop_when_away and self._config.current is not None:
+                    self._config.close()
+                    self._config.current = None  # answers "no configuration yet" until the next fetch
                 log.warning("config watch: %s; keeping generation %s, retrying in %.1f s", exc, after, backoff)
                 await asyncio.sleep(backoff)  # the retry schedule, not synchronisation
                 backoff = min(5.0, backoff * 2)
