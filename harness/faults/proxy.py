@@ -457,6 +457,10 @@ class FaultProxy:
         self._handlers.add(task)
         try:
             await self._proxy_connection(client_reader, client_writer)
+        except asyncio.CancelledError:
+            # stop() cancelled it (the connection is reset by then): end the task quietly, since
+            # Python 3.11's start_server callback logs a cancelled handler's CancelledError as an error
+            pass
         finally:
             self._handlers.discard(task)
 
