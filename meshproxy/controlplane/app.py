@@ -9,8 +9,8 @@ bumps the generation and wakes long-polls.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from meshscenario import ScenarioError
 from meshproxy import ca as _ca
 from meshproxy.controlplane import auth
-from meshproxy.controlplane.errors import api_error, field_errors, json_body
+from meshproxy.controlplane.errors import (MAX_SCENARIO_BYTES, BodyError, api_error, field_errors, json_body,
+                                           read_json)
 from meshproxy.controlplane.registry import Registry
 from meshproxy.controlplane.store import GenerationCounter, ScenarioStore
 from meshproxy.controlplane.tokens import DEFAULT_TTL_S, JoinTokens, TokenRefused
@@ -75,9 +76,12 @@ def _query_number(request: web.Request, name: str, kind: type, default: Any) -> 
             raise api_error(request, 400, f"query parameter {name!r} is required")
         return default
     try:
-        return kind(raw)
+        value = kind(raw)
     except ValueError:
         raise api_error(request, 400, f"query parameter {name!r} must be a {kind.__name__}") from None
+    if kind is float and not math.isfinite(value):
+        raise api_error(request, 400, f"query parameter {name!r} must be a finite number")
+    return value
 
 
 def _require_fields(request: web.Request, body: dict, spec: dict[str, type]) -> None:
@@ -110,7 +114,11 @@ def _load_csr(request: web.Request, pem: Any) -> x509.CertificateSigningRequest:
         csr = x509.load_pem_x509_csr(pem.encode())
     except ValueError as exc:
         raise api_error(request, 400, f"csr is not a PEM certificate signing request: {exc}") from None
-    if not csr.is_signature_valid:
+    try:
+        signature_valid = csr.is_signature_valid
+    except Exception as exc:  # e.g. an algorithm the library does not support: the caller's input, not our fault
+        raise api_error(request, 400, f"csr signature cannot be checked: {exc}") from None
+    if not signature_valid:
         raise api_error(request, 403, "csr signature does not verify: the requester does not hold its key")
     key = csr.public_key()
     strong = (isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size >= 256
@@ -153,14 +161,25 @@ async def create_join_token(request: web.Request) -> web.Response:
 
 
 async def sign(request: web.Request) -> web.Response:
-    """Issue an SVID. Identity comes from a join token (first time) or the client SVID (renewal)."""
+    """Issue an SVID. Identity comes from a join token (first time) or the client SVID (renewal).
+
+    The caller is authenticated before its body is read. The token is spent only once the certificate
+    is issued: a failure on our side leaves it usable. From the second token check to ``spend`` there
+    is no await, so two requests with one token cannot both get a certificate."""
     cp = _cp(request)
-    body = await json_body(request)
     token = auth.bearer_token(request)
-    # No await below: checking and spending the token cannot interleave with another request.
     if token is not None:
         try:
-            grant = cp.tokens.check(token)
+            cp.tokens.check(token)
+        except TokenRefused as exc:
+            raise api_error(request, 401, str(exc)) from None
+    elif auth.workload_identity(request, cp.trust_domain) is None:
+        raise api_error(request, 401, "sign: send a join token as Bearer, or renew with your SVID as "
+                                      "client certificate")
+    body = await json_body(request)
+    if token is not None:
+        try:
+            grant = cp.tokens.check(token)  # again: another request may have spent it while we read
         except TokenRefused as exc:
             raise api_error(request, 401, str(exc)) from None
         spiffe_id, workload, how = grant.spiffe_id, grant.workload, "join token"
@@ -172,13 +191,25 @@ async def sign(request: web.Request) -> web.Response:
         if identity.workload is None:
             raise api_error(request, 403, f"certificate of {identity.spiffe_id} names no workload")
         spiffe_id, workload, how = identity.spiffe_id, identity.workload, "renewal"
+    asked_id = body.get("spiffe_id")
+    if asked_id is not None and not isinstance(asked_id, str):
+        raise field_errors(request, [{"field": "spiffe_id", "message": "must be a string"}])
     csr = _load_csr(request, body.get("csr"))
-    asked = set(_ca.uri_sans(csr)) | ({body["spiffe_id"]} if body.get("spiffe_id") else set())
+    try:
+        csr_ids = _ca.uri_sans(csr)
+    except Exception as exc:  # a malformed SubjectAlternativeName extension
+        raise api_error(request, 400, f"csr extensions cannot be read: {exc}") from None
+    asked = set(csr_ids) | ({asked_id} if asked_id else set())
     if asked - {spiffe_id}:
         raise api_error(request, 403, f"{how} is for {spiffe_id}, not {', '.join(sorted(asked - {spiffe_id}))}")
+    try:
+        cert = cp.ca.issue_svid(spiffe_id, csr.public_key(), ttl=cp.cert_ttl, workload=workload)
+    except Exception as exc:
+        log.exception("signing for workload %s (%s) failed", workload, spiffe_id)
+        raise api_error(request, 500, f"signing failed on the control plane ({type(exc).__name__}); "
+                                      "a join token is not used up, retry") from None
     if token is not None:
         cp.tokens.spend(token)
-    cert = cp.ca.issue_svid(spiffe_id, csr.public_key(), ttl=cp.cert_ttl, workload=workload)
     serial = f"{cert.serial_number:x}"
     log.info("issued SVID %s to workload %s (%s) by %s, valid until %s", serial, workload, spiffe_id, how,
              cert.not_valid_after_utc.isoformat())
@@ -194,11 +225,12 @@ async def sign(request: web.Request) -> web.Response:
 async def put_scenario(request: web.Request) -> web.Response:
     cp = _cp(request)
     auth.require_admin(request, cp.admin_token)
-    raw = await request.read()
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise field_errors(request, [{"field": "(body)", "message": f"not JSON: {exc}"}]) from None
+        data = await read_json(request, MAX_SCENARIO_BYTES, constants=True)  # NaN: the model names the field
+    except BodyError as exc:
+        if exc.status != 400:
+            raise api_error(request, exc.status, exc.message) from None
+        raise field_errors(request, [{"field": "(body)", "message": exc.message}]) from None
     try:
         version = cp.store.put(data)
     except ScenarioError as exc:
@@ -215,8 +247,17 @@ async def get_scenario(request: web.Request) -> web.Response:
     return web.json_response({"version": cp.store.version, "scenario": cp.store.dumped()})
 
 
+def _require_some_caller(request: web.Request, cp: ControlPlane) -> None:
+    """401 unless the caller is the admin or holds a workload SVID: checked before reading a body (which
+    names the workload the call is about, checked after)."""
+    if not auth.is_admin(request, cp.admin_token) and auth.workload_identity(request, cp.trust_domain) is None:
+        raise api_error(request, 401, "workload call: present the workload's SVID as client certificate "
+                                      "or the admin token")
+
+
 async def register_endpoint(request: web.Request) -> web.Response:
     cp = _cp(request)
+    _require_some_caller(request, cp)
     body = await json_body(request)
     _require_fields(request, body, {"workload": str, "service": str, "namespace": str, "version": str,
                                     "instance": int, "address": str})
@@ -272,6 +313,7 @@ async def config(request: web.Request) -> web.Response:
 
 async def ack(request: web.Request) -> web.Response:
     cp = _cp(request)
+    _require_some_caller(request, cp)
     body = await json_body(request)
     _require_fields(request, body, {"workload": str, "generation": int, "version": int})
     auth.require_workload_or_admin(request, cp.admin_token, cp.trust_domain, body["workload"])
@@ -312,7 +354,7 @@ async def wait_in_effect(request: web.Request) -> web.Response:
 
 
 def make_app(cp: ControlPlane) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=MAX_SCENARIO_BYTES)
     app[CONTROLPLANE] = cp
     app.add_routes([
         web.get("/healthz", healthz),

@@ -4,7 +4,7 @@ On start: load or create the CA in the state directory, issue the control plane'
 (``spiffe://<td>/ns/meshconform-system/sa/controlplane`` plus an IP SAN for the listen address, valid
 30 days, written to ``controlplane.pem`` / ``controlplane-key.pem`` mode 0600), load the durable
 scenario and serve HTTPS: TLS 1.2+, client certificate optional but, when sent, it must chain to the
-bundle.
+bundle. The listener has read timeouts and a connection cap (``Settings.limits``, meshproxy/httpguard.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from aiohttp import web
 
 from meshproxy import ca as _ca
 from meshproxy.controlplane.app import ControlPlane, make_app
+from meshproxy.httpguard import GuardedSite, ListenerLimits, listening_socket
 from meshproxy.controlplane.registry import Registry
 from meshproxy.controlplane.store import GenerationCounter, ScenarioStore
 from meshproxy.controlplane.tokens import JoinTokens
@@ -38,6 +39,9 @@ class Settings:
     admin_token: str
     cert_ttl: float = 3600.0
     defects: Mapping[str, Any] | None = field(default=None)  # None: from MESHPROXY_DEFECTS
+    # read timeouts and connection cap of the listener (meshproxy/httpguard.py); every sidecar holds
+    # one long-poll connection, so the cap is well above any local mesh's workload count
+    limits: ListenerLimits = field(default_factory=lambda: ListenerLimits(max_connections=1024))
 
 
 @dataclass
@@ -73,13 +77,15 @@ async def start_controlplane(settings: Settings) -> RunningControlPlane:
     ca = _ca.CertificateAuthority.load_or_create(state_dir, settings.trust_domain, defects=settings.defects)
     cp = ControlPlane(ca=ca, admin_token=settings.admin_token, default_cert_ttl=settings.cert_ttl,
                       store=ScenarioStore(state_dir, settings.trust_domain),
-                      generation=GenerationCounter(state_dir), registry=Registry(), tokens=JoinTokens())
+                      generation=GenerationCounter(state_dir), registry=Registry(state_dir / "endpoints.json"),
+                      tokens=JoinTokens())
     ssl_context = _server_ssl_context(state_dir, ca, settings.host)
     # Long-polls are woken at shutdown, so a short grace period is enough.
     runner = web.AppRunner(make_app(cp), access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
     try:
+        site = GuardedSite(runner, listening_socket(settings.host, settings.port), limits=settings.limits,
+                           ssl_context=ssl_context)
         await site.start()
     except BaseException:
         await runner.cleanup()

@@ -37,11 +37,12 @@ def make_admin_app(sidecar: "Sidecar") -> web.Application:
             body["destinations"] = {
                 name: {"breaker": d.breaker.stats(), "ejected": sorted(d.outlier.ejected)}
                 for name, d in snap.destinations.items()}
-        body["downstream_connections"] = sidecar.gate.open
+        body["downstream_connections"] = sidecar.gate.open - sidecar.admin_gate.open  # the data path's
+        body["admin_connections"] = sidecar.admin_gate.open
         return web.json_response(body)
 
     async def metrics(_: web.Request) -> web.Response:
-        sidecar.metrics.downstream_connections = sidecar.gate.open
+        sidecar.metrics.downstream_connections = sidecar.gate.open - sidecar.admin_gate.open
         return web.Response(text=sidecar.metrics.prometheus(), content_type="text/plain")
 
     app = web.Application()

@@ -16,6 +16,20 @@ Bodies are buffered (at most ``Limits.max_body_bytes``) and forwarded with Conte
 framing never crosses the proxy. Header names are lowercased once at parse time; hop-by-hop headers
 (and whatever the caller adds to ``drop``) are removed there too, so forwarding is a join of bytes.
 
+Chunked trailers are dropped, never merged into the headers (RFC 9110 §6.5.1 forbids merging a trailer
+field unless its definition allows it; RFC 9112 §7.1.2 lets a recipient that removes the chunked coding
+discard them, and we always remove it): nothing routes, authorises or forwards on a trailer, on either
+side of the proxy. Their bytes still count against ``max_header_bytes``. Host (RFC 9112 §3.2): two Host
+lines are 400; an HTTP/1.1 request without one is 400; an HTTP/1.0 or 0.9 request without one (we
+forward every request as HTTP/1.1) gets ``default_host`` when the listener has one (the inbound: its
+service name), else it stays without and finds no route (the outbound). A Connection list never removes
+Host. Any other HTTP version is 400. A request-target in absolute-form is forwarded in origin-form
+with its authority as Host (RFC 9112 §3.2.2); ``*`` is for OPTIONS only; other forms are 400. CONNECT,
+PRI and upgrade requests (``Connection: upgrade`` with ``Upgrade``) are refused with one 400 and a close
+when their headers are complete, before anything is dispatched; requests pipelined before a refused one
+are answered first. Upstream: a 101 (we never ask to upgrade) or a status outside 100..599 is a
+protocol error of the upstream (a failed try), never forwarded.
+
 llhttp already refuses the request-smuggling shapes (Content-Length with Transfer-Encoding, a
 Transfer-Encoding that is not exactly ``chunked`` last, duplicate or list Content-Length, whitespace
 before the colon, control characters in values); the parse error becomes 400 and a close. The checks in
@@ -41,6 +55,8 @@ HOP_BY_HOP = frozenset({
     b"upgrade", b"content-length", b"expect", b"proxy-authenticate", b"proxy-authorization",
 })
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_REFUSED_METHODS = {b"CONNECT": b"CONNECT is not supported",
+                    b"PRI": b"PRI is the HTTP/2 connection preface, not an HTTP/1 request"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -121,8 +137,9 @@ class ServerConnection(asyncio.Protocol):
 
     def __init__(self, handler: Handler, limits: Limits, watchdog: Watchdog,
                  drop: frozenset[bytes] = HOP_BY_HOP, gate: ConnectionGate | None = None,
-                 admitted: bool = True):
+                 admitted: bool = True, default_host: bytes | None = None):
         self._handler = handler
+        self._default_host = default_host  # Host for HTTP/1.0 and 0.9 requests that have none
         self._limits = limits
         # read on every header line: plain attributes, not two lookups through ``limits`` each time
         self._max_headers = limits.max_headers
@@ -207,6 +224,14 @@ class ServerConnection(asyncio.Protocol):
             self._raw_header_bytes = len(data) if self._began_in_feed else self._raw_header_bytes + len(data)
             if self._raw_header_bytes > self._limits.max_header_bytes + 2:
                 self._refuse(_Reject(431, b"request headers too large"))
+        elif self._max_headers == 0:  # inside a chunked body (on_header): trailers build up unseen too
+            if self._body_len != self._chunk_mark:
+                self._chunk_mark = self._body_len  # the body moved on: not a trailer section (yet)
+                self._raw_header_bytes = 0
+            else:
+                self._raw_header_bytes += len(data)
+                if self._raw_header_bytes > self._limits.max_header_bytes + 4096:
+                    self._refuse(_Reject(431, b"request trailers too large"))
 
     def eof_received(self) -> bool:
         return False  # a half-closed client gets no further answers; close once we are done
@@ -231,7 +256,12 @@ class ServerConnection(asyncio.Protocol):
         self._header_bytes += len(name) + len(value) + 4
         headers = self._headers
         if len(headers) >= self._max_headers or self._header_bytes > self._max_header_bytes:
-            raise _Reject(431, b"request headers too large or too many")
+            # _max_headers is 0 from a chunked request's Transfer-Encoding line to its end (see below),
+            # so its trailer fields come here: one test for those instead of one per field of every request
+            if self._header_bytes > self._max_header_bytes or len(headers) >= self._limits.max_headers:
+                raise _Reject(431, b"request headers too large or too many")
+            if self._state != _HEADERS:
+                return  # a chunked trailer field: dropped, never a header (module docstring)
         name = name.lower()
         if name in self._drop:
             if name == b"content-length":
@@ -242,27 +272,81 @@ class ServerConnection(asyncio.Protocol):
                 if self._cl is not None or self._te is not None or value.strip().lower() != b"chunked":
                     raise _Reject(400, b"unsupported transfer-encoding")
                 self._te = value
+                self._max_headers = 0  # trailers may follow the body (the limit check above; restored at the end)
+                self._chunk_mark = -1  # data_received counts what arrives without moving the body on
             elif name == b"connection":
                 self._connection_tokens = value.lower()
             elif name == b"expect":
                 self._expect_continue = value.lower() == b"100-continue"
             return
         if name == b"host":
+            if self._host is not None:
+                raise _Reject(400, b"more than one Host header")
             self._host = value
         headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._state = _BODY
         self.deadline = self._loop.time() + self._limits.body_timeout_s
+        parser = self._parser
+        method = self._method = parser.get_method()  # on_message_complete reuses it
+        if method in _REFUSED_METHODS:
+            raise _Reject(400, _REFUSED_METHODS[method])
+        # an upgrade needs Connection: upgrade (llhttp's rule too): refused before dispatch
+        if self._connection_tokens is not None and parser.should_upgrade():
+            raise _Reject(400, b"protocol upgrade is not supported")
+        keep_alive = self._keep_alive = parser.should_keep_alive()  # on_message_complete reuses it
+        if self._host is None or not keep_alive:
+            self._check_version(parser)  # a keep-alive request with a Host is HTTP/1.1 or 1.0 keep-alive
+        if self._url[:1] != b"/":
+            self._check_target(parser)  # not origin-form
         if self._cl is not None and int(self._cl) > self._limits.max_body_bytes:
             raise _Reject(413, b"request body too large")
         tokens = self._connection_tokens
         if tokens and tokens not in (b"keep-alive", b"close"):
-            # headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1)
+            # headers named in Connection are hop-by-hop too (RFC 9110 §7.6.1), except Host
             named = {t.strip() for t in tokens.split(b",")}
+            named.discard(b"host")
             self._headers = [(n, v) for n, v in self._headers if n not in named]
         if self._expect_continue and self.transport is not None:
             self.transport.write(_CONTINUE)
+
+    def _check_version(self, parser: Any) -> None:
+        """Host rules of RFC 9112 §3.2 by version; we forward HTTP/1.1 only, so others are refused."""
+        version = parser.get_http_version()
+        if version == "1.1":
+            if self._host is None:
+                raise _Reject(400, b"HTTP/1.1 request without Host")
+        elif version == "1.0" or version == "0.9":
+            if self._host is None and self._default_host is not None:
+                self._host = self._default_host
+                self._headers.append((b"host", self._default_host))
+        else:
+            raise _Reject(400, b"unsupported HTTP version")
+
+    def _check_target(self, parser: Any) -> None:
+        """The request-target forms of RFC 9112 §3.2 besides origin-form: ``*`` only with OPTIONS;
+        absolute-form (http/https, no userinfo) is forwarded in origin-form with its authority as Host
+        (§3.2.2: it wins over a Host header), so routing and the app see the same host; anything else
+        (authority-form outside CONNECT, garbage) is 400."""
+        url = self._url
+        if url == b"*":
+            if parser.get_method() != b"OPTIONS":
+                raise _Reject(400, b"asterisk-form request-target is for OPTIONS only")
+            return
+        try:
+            parsed = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            raise _Reject(400, b"invalid request-target") from None
+        if (parsed.schema is None or parsed.schema.lower() not in (b"http", b"https") or not parsed.host
+                or parsed.userinfo is not None):
+            raise _Reject(400, b"invalid request-target")
+        host = b"[%s]" % parsed.host if b":" in parsed.host else parsed.host  # an IPv6 literal
+        authority = host if parsed.port is None else b"%s:%d" % (host, parsed.port)
+        self._url = (parsed.path or b"/") + (b"?" + parsed.query if parsed.query is not None else b"")
+        self._headers = [(n, v) for n, v in self._headers if n != b"host"]
+        self._headers.append((b"host", authority))
+        self._host = authority
 
     def on_body(self, body: bytes) -> None:
         self._body_len += len(body)
@@ -272,10 +356,11 @@ class ServerConnection(asyncio.Protocol):
         self.deadline = self._loop.time() + self._limits.body_timeout_s
 
     def on_message_complete(self) -> None:
-        parser = self._parser
         body = self._body
-        request = Request(parser.get_method(), self._url, self._headers, self._host,
-                          body[0] if len(body) == 1 else b"".join(body), parser.should_keep_alive())
+        if self._max_headers == 0:
+            self._max_headers = self._limits.max_headers  # after a chunked body (on_header)
+        request = Request(self._method, self._url, self._headers, self._host,
+                          body[0] if len(body) == 1 else b"".join(body), self._keep_alive)
         self._reset_message()
         self._state = _DONE
         self.deadline = 0.0
@@ -304,7 +389,8 @@ class ServerConnection(asyncio.Protocol):
         if request is None or transport is None or transport.is_closing():
             return
         head, body = reply
-        if request.keep_alive and self._parser is not None:
+        # parser gone: a later pipelined request was refused; the queue still holds what came before it
+        if request.keep_alive and (self._parser is not None or self._queue):
             if len(body) < 65536:
                 transport.write(head + b"\r\n" + body)
             else:
@@ -438,7 +524,7 @@ class ClientConnection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except (httptools.HttpParserError, UpstreamProtocolError) as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade, UpstreamProtocolError) as exc:
             self._fail(UpstreamProtocolError(str(exc.__context__ or exc)))
 
     def _fail(self, exc: Exception) -> None:
@@ -462,8 +548,13 @@ class ClientConnection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self._status = self._parser.get_status_code()
+        status = self._status = self._parser.get_status_code()
+        if not 200 <= status <= 599 and (status < 100 or status > 599 or status == 101):
+            # not a status (RFC 9110 §15), or 101 though we never ask to upgrade: a broken upstream
+            raise UpstreamProtocolError(f"invalid status {status}")
         self._in_body = True
+        # trailer fields of a chunked body go on to a list nobody reads: dropped, never headers
+        self._final_headers, self._headers = self._headers, []
         if self._head_only and self._status >= 200:
             # llhttp cannot know a HEAD response has no body: finish here, and do not reuse
             self.abort()
@@ -476,7 +567,7 @@ class ClientConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if 100 <= self._status < 200 and self._status != 101:
+        if self._status < 200:
             self._reset_message()  # interim response (100 Continue): the real one follows
             return
         if self._callback is not None:
@@ -485,7 +576,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _finish(self) -> None:
         body = self._body
-        response = Response(self._status, self._reason, self._headers,
+        response = Response(self._status, self._reason, self._final_headers,
                             body[0] if len(body) == 1 else b"".join(body))
         self._reset_message()
         self._deliver(response)

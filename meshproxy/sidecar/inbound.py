@@ -69,8 +69,10 @@ class InboundConnection(ServerConnection):
 class Inbound:
     def __init__(self, *, own_id: str, trust_domain: str, app: tuple[str, int], config: ConfigStore,
                  certs: CertificateStore, pool: UpstreamPool, limits: Limits, watchdog: Watchdog,
-                 gate: ConnectionGate, metrics: Metrics, defects: Defects):
+                 gate: ConnectionGate, metrics: Metrics, defects: Defects, service: str | None = None):
         self.own_id = own_id
+        # the Host of HTTP/1.0 and 0.9 requests that have none (we forward HTTP/1.1, which needs one)
+        self._default_host = service.encode() if service else None
         self.metrics = metrics
         self._trust_domain = trust_domain
         self._app_host, self._app_port = app
@@ -136,7 +138,8 @@ class Inbound:
                 self._sniff(sock)
 
     def _protocol(self) -> InboundConnection:
-        return InboundConnection(self, self.handle, self._limits, self._watchdog, self._drop, self._gate)
+        return InboundConnection(self, self.handle, self._limits, self._watchdog, self._drop, self._gate,
+                                 default_host=self._default_host)
 
     def _serve_plain(self, sock: socket.socket) -> None:
         self._loop.create_task(self._adopt(sock, None))

@@ -2,7 +2,8 @@
 
 Defaults: bodies up to 16 MiB (else 413), at most 100 request headers and 64 KiB of request line plus
 headers (else 431), headers complete within 10 s of the first byte and no body stall over 10 s (else
-408), idle keep-alive connections closed after 60 s, at most 10,000 downstream connections.
+408), idle keep-alive connections closed after 60 s, at most 10,000 downstream connections (admin
+connections included; at most 64 of those).
 
 Timeouts are not one timer per request: each connection publishes a ``deadline`` (loop time) and one
 sweep per ``Watchdog.period`` calls ``on_deadline()`` on the late ones. That keeps timer handles off the
@@ -28,6 +29,9 @@ class Limits:
     connect_timeout_s: float = 5.0
     pool_idle_s: float = 30.0  # below aiohttp's and nginx's 75 s keep-alive, so the pool rarely hits a stale socket
     max_connecting: int = 2  # upstream connections being opened at once per endpoint (see policy/connecting.py)
+    # the admin listener (aiohttp, meshproxy/httpguard.py): its own cap, and each one also counts in
+    # max_connections (one file-descriptor budget); header and body timeouts as above
+    admin_max_connections: int = 64
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "Limits":

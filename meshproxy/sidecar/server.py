@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from meshproxy import defects as _defects
+from meshproxy.httpguard import CountingGate, GuardedSite, ListenerLimits
 from meshproxy.sidecar.admin import make_admin_app
 from meshproxy.sidecar.bootstrap import Bootstrap
 from meshproxy.sidecar.certs import CertificateStore, Rotator, Svid
@@ -50,6 +51,8 @@ class Sidecar:
         self.metrics = Metrics()
         self.limits = boot.limits
         self.gate = ConnectionGate(boot.limits.max_connections)
+        # admin connections: a cap of their own, and each counts in the data path's gate too
+        self.admin_gate = CountingGate(boot.limits.admin_max_connections, also=self.gate)
         self.certs = CertificateStore(Path(boot.work_dir), self.metrics, self.defects)
         self.prober = HealthProber(self.certs, boot.limits, self.metrics)
         self.config = ConfigStore(boot.service, self.metrics, self.defects, prober=self.prober)
@@ -87,7 +90,7 @@ class Sidecar:
         self.inbound = Inbound(own_id=b.spiffe_id, trust_domain=b.trust_domain, app=b.app_address,
                                config=self.config, certs=self.certs, pool=self.pool, limits=self.limits,
                                watchdog=self.watchdog, gate=self.gate, metrics=self.metrics,
-                               defects=self.defects)
+                               defects=self.defects, service=b.service)
         self._outbound_server = await loop.create_server(
             lambda: ServerConnection(self.outbound.handle, self.limits, self.watchdog, DROP, self.gate,
                                      admitted=False),
@@ -95,9 +98,12 @@ class Sidecar:
         self._socks.remove(outbound_sock)  # each server owns (and closes) its socket from here on
         self.inbound.start(inbound_sock)
         self._socks.remove(inbound_sock)
-        self._admin = web.AppRunner(make_admin_app(self), access_log=None)
+        self._admin = web.AppRunner(make_admin_app(self), access_log=None,
+                                    keepalive_timeout=self.limits.idle_timeout_s)
         await self._admin.setup()
-        await web.SockSite(self._admin, admin_sock).start()
+        await GuardedSite(self._admin, admin_sock, gate=self.admin_gate, limits=ListenerLimits(
+            header_timeout_s=self.limits.header_timeout_s, body_timeout_s=self.limits.body_timeout_s,
+            max_connections=self.limits.admin_max_connections)).start()
         self._socks.remove(admin_sock)
         if self._cp is not None:
             self._tasks.append(loop.create_task(self._cp.watch()))
