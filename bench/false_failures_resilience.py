@@ -4,8 +4,9 @@
 
 Deploys suites/resilience/scenario.yaml once on a local reference mesh and runs each statistical
 check's own measurement and decision (the functions the check calls) ``--runs`` times, printing per
-check: runs, false failures, samples per run and seconds. Each decision's false-fail rate is ≤ 0.1%,
-so 200 runs should show 0 (P(≥1) ≤ 18%).
+check: runs, false failures, samples per run and seconds. Each check's false-fail rate is ≤ 0.1% with
+all its rules (share or distribution tests, magnitude, errors), so 200 runs should show 0 (P(≥1) ≤ 18%).
+The rates themselves, exact or simulated on the pure decisions, come from bench/error_budgets.py.
 """
 
 from __future__ import annotations
@@ -24,24 +25,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.adapters.reference import ReferenceAdapter  # noqa: E402
 from suites.resilience import test_backoff, test_fault_injection  # noqa: E402
+from suites.resilience._decisions import judge_errors  # noqa: E402
 from suites.resilience.conftest import SCENARIO  # noqa: E402
 
 
 def _backoff(mesh, deployment):
     sample = test_backoff.collect_backoff_sample(mesh, deployment)
-    return test_backoff.decide_backoff(sample).passed, sum(len(g) for g in sample.gaps.values())
+    errors_ok = judge_errors(sample.errors, sample.requests).passed
+    retries_ok = not sample.wrong_arrivals and not sample.wrong_answers
+    passed = errors_ok and retries_ok and test_backoff.decide_backoff(sample).passed
+    return passed, sum(len(g) for g in sample.gaps.values())
 
 
 def _abort(mesh, deployment):
     f = test_fault_injection
     sample = f.collect_fault_sample(mesh, deployment, "/fault-abort", f.N_ABORT)
-    return f.decide_abort(sample).passed, len(sample.keys)
+    passed = f.decide_abort(sample).passed and judge_errors(sample.errors, len(sample.statuses)).passed
+    return passed, len(sample.keys)
 
 
 def _delay(mesh, deployment):
     f = test_fault_injection
-    sample = f.collect_fault_sample(mesh, deployment, "/fault-delay", f.N_DELAY)
-    return f.decide_delay(sample).passed, len(sample.keys)
+    sample = f.collect_delay_sample(mesh, deployment, f.N_DELAY, f.M_DELAY)
+    passed = f.decide_delay(sample).passed and judge_errors(sample.errors, sample.requests).passed
+    return passed, sample.requests
 
 
 CHECKS = {"backoff": ("MeshRetryBackoffFullJitter", _backoff), "abort": ("MeshFaultInjectionAbort", _abort),

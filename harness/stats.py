@@ -308,3 +308,88 @@ def _ks(samples: Sequence[float], cdf: Callable) -> KsResult:
         raise ValueError("no samples")
     result = _st.kstest(data, cdf)
     return KsResult(float(result.statistic), float(result.pvalue), int(data.size))
+
+
+# -- errors a check tolerates -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ErrorBound:
+    """The non-echo answers (resets, 502s, timeouts) a check tolerates, as a stated, reported rule.
+
+    A correct mesh on a busy machine loses a request now and then; a check that fails at the first one
+    fails a correct mesh, and a check that ignores them passes a broken one. The rule: the mesh may
+    give non-echo answers at a rate of up to ``rate``; the check fails when Wald's likelihood ratio of
+    ``alternative`` against ``rate`` reaches ``1 / alpha``. The ratio is a non-negative martingale under
+    ``rate`` (a supermartingale under any smaller rate), so by Ville's inequality a mesh whose error rate
+    is ≤ ``rate`` fails this rule with probability ≤ ``alpha`` — whatever the sample size, however
+    often it is looked at, whenever the check stops. Exact crossing probabilities over a check's whole
+    request budget are computed in tests/harness/test_split_power.py.
+    """
+
+    rate: float = 0.001
+    alternative: float = 0.01
+    alpha: float = 0.0001
+
+    def __post_init__(self):
+        if not 0 < self.rate < self.alternative < 1 or not 0 < self.alpha < 1:
+            raise ValueError("need 0 < rate < alternative < 1 and 0 < alpha < 1")
+
+    @property
+    def threshold(self) -> float:
+        return math.log(1 / self.alpha)
+
+    def llr(self, errors: int, n: int) -> float:
+        """log LR of ``errors`` in ``n`` answers: ``alternative`` against ``rate``."""
+        return (errors * math.log(self.alternative / self.rate)
+                + (n - errors) * math.log((1 - self.alternative) / (1 - self.rate)))
+
+    def exceeded(self, errors: int, n: int) -> bool:
+        if not 0 <= errors <= n:
+            raise ValueError(f"need 0 <= errors <= n, got {errors}/{n}")
+        return self.llr(errors, n) >= self.threshold
+
+    def errors_allowed(self, n: int) -> int:
+        """The most errors in ``n`` answers that do not fail the rule."""
+        step = math.log(self.alternative / self.rate) - math.log((1 - self.alternative) / (1 - self.rate))
+        k = math.ceil((self.threshold - n * math.log((1 - self.alternative) / (1 - self.rate))) / step)
+        while k > 0 and self.exceeded(min(k, n), n):
+            k -= 1
+        while k < n and not self.exceeded(k + 1, n):
+            k += 1
+        return min(k, n)
+
+    def describe(self) -> str:
+        return (f"non-echo answers tolerated up to {self.rate:.1%} of requests: fails when the likelihood ratio "
+                f"of {self.alternative:.0%} against {self.rate:.1%} reaches {1 / self.alpha:,.0f} "
+                f"(false-fail ≤ {self.alpha:.2%} at any error rate ≤ {self.rate:.1%}, Ville)")
+
+    def verdict(self, errors: int, n: int) -> str:
+        allowed = self.errors_allowed(n)
+        upper = clopper_pearson(errors, n, 1 - 2 * self.alpha)[1] if n else 1.0
+        return (f"{errors} non-echo answer(s) in {n} requests ({errors / n if n else 0:.3%}; "
+                f"{1 - self.alpha:.2%} upper bound {upper:.3%}); {allowed} allowed at this n")
+
+
+# -- distribution-free counts against order statistics ----------------------------------------------
+
+def exceedance_sf(n: int, m: int, r: int) -> np.ndarray:
+    """Of ``n`` new draws and ``m`` reference draws of one continuous distribution (exchangeable), the
+    number N of new draws above the r-th largest reference draw has, for every distribution,
+    P(N = k) = C(r−1+k, k)·C(m−r+n−k, n−k) / C(m+n, n). Returns P(N ≥ k) for k = 0..n+1 (exact).
+    If the new draws are stochastically smaller than the reference ones, N is stochastically smaller,
+    so these are upper bounds on its tail."""
+    if not 1 <= r <= m:
+        raise ValueError("need 1 <= r <= m")
+    from scipy.special import gammaln
+    k = np.arange(n + 1)
+    logc = lambda a, b: gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)  # noqa: E731
+    logp = logc(r - 1 + k, k) + logc(m - r + n - k, n - k) - logc(m + n, n)
+    pmf = np.exp(logp)
+    sf = np.concatenate([np.cumsum(pmf[::-1])[::-1], [0.0]])
+    return np.minimum(sf, 1.0)
+
+
+def exceedance_critical(n: int, m: int, r: int, alpha: float) -> int:
+    """Smallest k with P(N ≥ k) ≤ alpha for the count of :func:`exceedance_sf`."""
+    sf = exceedance_sf(n, m, r)
+    return int(np.argmax(sf <= alpha))

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from fixtures.echo.answer import echo_identity
 from harness.adapters.base import HttpRequest, HttpResponse, MeshAttemptCount
 
 CLIENT = "client-v1-0"
@@ -22,6 +23,13 @@ FLAKY_LIVE = "flaky-v2-0"
 KEY_HEADER = "x-echo-key"
 ATTEMPT_HEADER = "x-envoy-attempt-count"
 MAX_WORKERS = 64
+
+
+def is_mesh_error(response: HttpResponse) -> bool:
+    """A non-echo failure the errors rule counts (``_decisions.ERRORS``): no HTTP answer (reset, EOF,
+    timeout) or a 5xx the mesh made itself (its body is not an echo answer). A status the echo was
+    programmed to give carries the echo's JSON and is judged by the check itself."""
+    return response.status is None or (response.status >= 500 and echo_identity(response.body) is None)
 
 
 def request(path: str, key: str, host: str = "backend") -> HttpRequest:

@@ -9,9 +9,10 @@ position. The routing scenario lists v1 first, so:
 - ``[100, 0]`` pins every split to v1, so the weight shift to v1 0 / v2 100 never takes effect and the
   80/10/10 route becomes 100/0/10.
 
-The split checks are statistical: their simulated power against these skews is ≥ 99.7% (97/3) and
-100% (76/24, 100/0/10) in 2,000 seeded runs each (tests/harness/test_split_power.py), so each test here
-fails spuriously (the broken mesh passes) with probability < 0.3%.
+The split checks are statistical: their power against these skews is 99.33% for 97/3 on 95/5 and
+99.996% for 76/24 on 70/30 (exact, tests/harness/test_split_power.py; 100/0/10 gives v2 nothing, 10
+points off its declared 10%, far beyond the 3 points the 80/10/10 check is built to catch), so each
+test here fails spuriously (the broken mesh passes) with probability < 0.7%.
 
 MeshHeaderMatch, MeshPathPrefixMatch and MeshNoRouteAnswer are proven in test_matching.py.
 """
