@@ -25,6 +25,9 @@ OPTIONS = [
      "comma list of check short names to run; every other test is deselected"),
     ("--report-output", "meshconform_report_dir", "meshconform_report_output", "string", "reports",
      "directory for the conformance, JUnit, HTML and SMP reports (default: reports)"),
+    ("--runtime", "meshconform_runtime", "meshconform_runtime", "string", "local",
+     "where the mesh runs: local (processes) or docker (containers; reference mesh); passed to the adapter "
+     "as its option runtime=... unless local (default: local)"),
 ]
 MESH_OPTION = ("--mesh-option", "meshconform_mesh_options", "meshconform_mesh_options")
 # The performance checks' budgets (suites/performance), same shape as OPTIONS; parsed by read_performance.
@@ -81,6 +84,7 @@ class Settings:
     run_tests: frozenset[str]
     report_dir: Path
     mesh_options: dict[str, str]
+    runtime: str = "local"
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -105,6 +109,11 @@ def read_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"meshconform: {flag} wants KEY=VALUE, got {pair!r}")
         options[key.strip()] = val.strip()
     report_dir = Path(raw["meshconform_report_dir"])
+    runtime = raw["meshconform_runtime"].strip() or "local"
+    if runtime not in ("local", "docker"):
+        raise pytest.UsageError(f"meshconform: --runtime must be local or docker, got {runtime!r}")
+    if runtime != "local":
+        options.setdefault("runtime", runtime)
     return Settings(
         mesh=raw["meshconform_mesh"].strip() or "reference",
         supported=supported,
@@ -113,6 +122,7 @@ def read_settings(config: pytest.Config) -> Settings:
         run_tests=_names(raw["meshconform_run"]),
         report_dir=report_dir if report_dir.is_absolute() else config.invocation_params.dir / report_dir,
         mesh_options=options,
+        runtime=runtime,
     )
 
 

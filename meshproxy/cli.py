@@ -162,5 +162,20 @@ def _sweep(args: argparse.Namespace) -> int:
         console.print(f"killed {proc.pid} (run {proc.run_id}): {proc.cmdline[:100]}", markup=False)
     console.print(f"{len(swept)} leftover processes" + (f" of run {args.run_id}" if args.run_id else ""),
                   markup=False)
+    return _sweep_docker(args.run_id)
+
+
+def _sweep_docker(run_id: str | None) -> int:
+    """Containers, networks and volumes of dead runs (meshproxy/runtime/docker.py), when Docker answers."""
+    from meshproxy.runtime.docker import DockerUnavailable, sweep as docker_sweep
+
+    try:
+        swept = docker_sweep(run_id)
+    except DockerUnavailable as exc:
+        console.print(f"docker: nothing swept ({exc})", markup=False)
+        return 0
+    for thing in swept:
+        console.print(f"removed {thing.kind} {thing.name} (run {thing.run_id})", markup=False)
+    console.print(f"{len(swept)} leftover containers, networks and volumes", markup=False)
     return 0
 

@@ -62,9 +62,14 @@ class ReferenceAdapter:
         options = dict(options or {})
         self._defects = json.loads(options.pop("defects", "") or "{}")
         self._keep_logs = options.pop("keep_logs", "0") not in ("", "0", "false", "no")
+        # runtime=docker (pytest --runtime=docker): the mesh in containers (meshproxy/runtime/docker.py)
+        self._runtime = options.pop("runtime", "local") or "local"
+        if self._runtime not in ("local", "docker"):
+            raise ValueError(f"reference mesh runtime must be local or docker, not {self._runtime!r}")
+        self._runtime_reason: str | None = None
         if options:
             raise ValueError(f"unknown reference mesh options: {', '.join(sorted(options))} "
-                             "(known: defects, keep_logs)")
+                             "(known: defects, keep_logs, runtime)")
         self._mesh = None
         self._deployment: StateDeployment | None = None
         self._pool = KeepAliveClient()
@@ -79,10 +84,24 @@ class ReferenceAdapter:
                               url="https://github.com/meshconform/meshconform", version=_package_version())
 
     def supported_features(self) -> frozenset[Feature]:
+        if self._runtime_unavailable():
+            return frozenset()  # every check NOT_SUPPORTED, with the reason below
         return FEATURES.supported
 
     def unsupported_reason(self, feature: Feature) -> str:
+        reason = self._runtime_unavailable()
+        if reason:
+            return f"the Docker runtime cannot run here: {reason}"
         return FEATURES.reason(feature)
+
+    def _runtime_unavailable(self) -> str | None:
+        if self._runtime != "docker":
+            return None
+        if self._runtime_reason is None:
+            from meshproxy.runtime.docker import unavailable_reason
+
+            self._runtime_reason = unavailable_reason() or ""
+        return self._runtime_reason or None
 
     def setup(self) -> None:
         """Nothing to do: the mesh starts with the first deploy(), which brings the scenario it needs."""
@@ -96,6 +115,8 @@ class ReferenceAdapter:
             else:
                 self.close()
                 run_id = f"mc-{uuid.uuid4().hex[:12]}"
+                if self._runtime == "docker":
+                    from meshproxy.runtime.docker import DockerMesh as LocalMesh  # noqa: N814 - same surface
                 mesh = LocalMesh(scenario, run_id=run_id, defects=self._defects, log_dir=self._log_dir(run_id))
                 mesh.start(timeout=START_TIMEOUT_S)
                 self._mesh = mesh
@@ -155,8 +176,16 @@ class ReferenceAdapter:
     def interpose(self, dest_workload: str, proxy_factory: Callable[[str], Any]) -> InterposedHop:
         """Start ``proxy_factory(real inbound)`` and point every caller at it until heal()."""
         real = self._workload_state(dest_workload)["inbound"]
-        proxy = proxy_factory(real)
-        hop = InterposedHop(dest_workload, proxy, restore=lambda: self._override(dest_workload, real))
+        mesh = self._running()
+        # where the mesh reaches the proxy's upstream and the inbound: the addresses themselves on loopback;
+        # in containers a relay on the run network's gateway (so closing the proxy refuses as on loopback)
+        upstream, home = mesh.reachable_from_mesh(real), mesh.mesh_inbound(dest_workload)
+        proxy = proxy_factory(upstream)
+
+        def restore() -> None:
+            self._override(dest_workload, home)
+            mesh.release_relay(upstream)
+        hop = InterposedHop(dest_workload, proxy, restore=restore)
         self._override(dest_workload, proxy.address)
         return hop
 
@@ -201,6 +230,13 @@ class ReferenceAdapter:
 
     def restart(self, component: str) -> None:
         self._running().restart(component)
+
+    # -- ProxyReadiness -----------------------------------------------------------------------------------
+    def proxy_ready(self, workload: str) -> bool:
+        """The sidecar's admin ``GET /ready`` answers 200 (503 while it has not joined the control plane)."""
+        from meshruntime.processes import http_ok
+
+        return http_ok(self._workload_state(workload)["admin"], "/ready")
 
     # -- MeshDataPlane ---------------------------------------------------------------------------------
     proxy_hops = 2  # the caller's sidecar (outbound) and the destination's (inbound)

@@ -117,14 +117,33 @@ class LocalMesh(ProcessControlled):
 
         Only the policies and routes may change: a different set of workloads or trust domain needs a
         new mesh (see :meth:`can_apply`).
+
+        While the control plane is down (killed, not started again yet) the change is queued here: this
+        call waits until the control plane answers again (its restart), then stores the change and waits
+        for it to be in effect, all within ``timeout`` (as ``kubectl apply`` while istiod is down: the
+        change is kept and reaches the proxies once istiod is back).
         """
         if not self.can_apply(scenario):
             raise ValueError("apply() cannot change the workloads or the trust domain; start a new mesh")
         began = time.monotonic()
-        self._client.put_scenario(scenario)
+        self._put_scenario(scenario, began + timeout)
         self.scenario = scenario
         self._wait_in_effect(began + timeout)
         return time.monotonic() - began
+
+    def _put_scenario(self, scenario: Scenario, deadline: float) -> None:
+        """Store ``scenario`` in the control plane; while it is unreachable, wait for it (bounded)."""
+        from meshproxy.cpclient import ControlPlaneUnavailable
+
+        while True:  # bounded: each round either stores, raises, or waits for the control plane by deadline
+            try:
+                self._client.put_scenario(scenario)
+                return
+            except ControlPlaneUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+            wait_until(self._client_healthy, timeout=max(0.0, deadline - time.monotonic()), interval=0.1,
+                       what="the control plane to answer again (a change applied while it is down waits for it)")
 
     def wait_in_effect(self, timeout: float = 30.0) -> float:
         """Wait until every workload acked the current generation (e.g. after an endpoint override)."""
@@ -168,6 +187,18 @@ class LocalMesh(ProcessControlled):
         self.stop()
 
     # -- ProcessControl (meshruntime.control): kill/pause/resume/restart("<component>") ---------------
+    # -- reaching the harness from the mesh (DockerMesh has the same three) ----------------------------
+    def reachable_from_mesh(self, address: str) -> str:
+        """Where the mesh reaches the harness's ``address``: on loopback, the address itself."""
+        return address
+
+    def release_relay(self, address: str) -> None:
+        """Nothing to release: on loopback there is no relay."""
+
+    def mesh_inbound(self, workload: str) -> str:
+        """The workload's inbound address as the mesh sees it."""
+        return self.state["workloads"][workload]["inbound"]
+
     def component_process(self, kind: str, workload: str | None) -> ManagedProcess:
         if kind == "controlplane":
             proc = self._controlplane
@@ -183,17 +214,21 @@ class LocalMesh(ProcessControlled):
         return proc
 
     def start_component(self, kind: str, workload: str | None, deadline: float) -> None:
-        with self._lock:
-            if kind == "controlplane":
+        # the lock covers starting, not the waits: a sidecar started while the control plane is down
+        # waits (on another thread) for the control plane, whose own restart must not wait for it
+        if kind == "controlplane":
+            with self._lock:
                 self._start_controlplane(deadline)
-                self._wait_in_effect(deadline)  # every sidecar found it again and acked
-            elif kind == "echo":
+            self._wait_in_effect(deadline)  # every sidecar found it again and acked
+        elif kind == "echo":
+            with self._lock:
                 self._start_echo(self._workload(workload))
-                self._wait_echo_ready(workload, deadline)
-            else:
+            self._wait_echo_ready(workload, deadline)
+        else:
+            with self._lock:
                 self._start_sidecar(self._workload(workload))
-                self._wait_sidecar_ready(workload, deadline)
-                self._wait_in_effect(deadline)
+            self._wait_sidecar_ready(workload, deadline)
+            self._wait_in_effect(deadline)
 
     # -- state --------------------------------------------------------------------------------------
     @property
@@ -284,7 +319,14 @@ class LocalMesh(ProcessControlled):
         work_dir = self._work_dir(workload.name)
         work_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(work_dir, 0o700)
-        token = self._client.create_join_token(workload.name, workload.spiffe_id, ttl_s=JOIN_TOKEN_TTL_S)
+        from meshproxy.cpclient import ControlPlaneUnavailable
+
+        try:
+            token = self._client.create_join_token(workload.name, workload.spiffe_id, ttl_s=JOIN_TOKEN_TTL_S)
+        except ControlPlaneUnavailable:
+            if not (work_dir / "svid.pem").exists():
+                raise
+            token = None  # the control plane is down: the sidecar joins with its previous SVID once it is back
         bootstrap = {
             "workload": workload.name, "service": workload.service, "namespace": workload.namespace,
             "version": workload.version, "instance": workload.instance, "spiffe_id": workload.spiffe_id,
@@ -293,6 +335,8 @@ class LocalMesh(ProcessControlled):
             "admin_port": layout_module.ADMIN_PORT, "app": addr.app, "controlplane": self.controlplane_url,
             "bundle": str(self.bundle_path), "join_token": token, "work_dir": str(work_dir),
         }
+        if token is None:
+            del bootstrap["join_token"]
         path = work_dir / "bootstrap.json"
         _write_private(path, json.dumps(bootstrap, indent=2))
         argv = [self.python, "-m", "meshproxy.sidecar", "--bootstrap", str(path)]
