@@ -13,10 +13,10 @@ if [ "$(id -u)" = 0 ] && [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# the docker extra: the Docker SDK, for --runtime=docker; the load extra: Locust, for `meshconform load`;
+# the test extra: hypothesis, for the fuzz tests; the docker extra: the Docker SDK, for --runtime=docker; the load extra: Locust, for `meshconform load`;
 # the chaos extra: toxiproxy-python, Chaos Toolkit and chaostoolkit-toxiproxy, the real clients
 # tests/clients/ drive against `meshconform faults serve`
-python3 -m pip install -q -e ".[load,chaos,docker]"
+python3 -m pip install -q -e ".[load,chaos,docker,test]"
 # toxiproxy-node-client, pinned by tests/clients/node/package-lock.json, into that folder only
 node_dir=tests/clients/node
 if command -v npm >/dev/null && { [ ! -f "$node_dir/node_modules/.package-lock.json" ] \
