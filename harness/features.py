@@ -21,6 +21,7 @@ class Profile(str, Enum):
     CHAOS = "MESH-CHAOS"
     PERFORMANCE = "MESH-PERFORMANCE"
     OBSERVABILITY = "MESH-OBSERVABILITY"
+    HARDENING = "MESH-HARDENING"
 
 
 class Level(str, Enum):
@@ -74,6 +75,12 @@ class Feature(str, Enum):
     TRACING = "TracePropagation"
     ACCESS_LOGS = "AccessLogs"
     SERVICE_GRAPH = "ServiceGraph"
+    # hardening (suites/hardening): bad input at a workload's listeners, judged by the echo's journal
+    HARDENING_SMUGGLING = "HardeningSmuggling"  # CL+TE, obfuscated TE, conflicting Content-Length
+    HARDENING_DUPLICATE_HOST = "HardeningDuplicateHost"  # two Host lines (or none in HTTP/1.1): 400
+    HARDENING_TRAILERS = "HardeningTrailers"  # a chunked trailer never becomes a header
+    HARDENING_CONNECT = "HardeningConnect"  # CONNECT refused, never tunnelled
+    HARDENING_KEEPS_SERVING = "HardeningKeepsServing"  # after garbage the listener still answers
 
     @property
     def profile(self) -> Profile:
@@ -89,6 +96,7 @@ _GROUP_ENDS = [
     (Feature.CHAOS_PARTITION, Profile.CHAOS),
     (Feature.RESOURCE_USE, Profile.PERFORMANCE),
     (Feature.SERVICE_GRAPH, Profile.OBSERVABILITY),
+    (Feature.HARDENING_KEEPS_SERVING, Profile.HARDENING),
 ]
 
 
@@ -97,7 +105,7 @@ def _home_profiles() -> dict[Feature, Profile]:
     end, profile = next(groups)
     for feature in Feature:
         homes[feature] = profile
-        if feature is end and feature is not Feature.SERVICE_GRAPH:
+        if feature is end and feature is not _GROUP_ENDS[-1][0]:
             end, profile = next(groups)
     return homes
 

@@ -33,9 +33,19 @@ KNOWN = frozenset({
     # its configuration away when its config watch fails (the control plane is away)
     "connect_failure_not_retried", "ignore_per_try_timeout", "endpoint_never_readmitted",
     "config_dropped_without_controlplane",
+    # chaos, the control plane's outage: a sidecar whose certificate renewal failed never tries again
+    # (rotation stops for good after an outage); a sidecar whose config watch failed never watches again
+    "rotation_stops_after_outage", "config_watch_stops_after_outage",
+    # chaos: a sidecar started while the control plane is away reports ready before it has joined
+    "ready_without_controlplane",
     # performance (suites/performance): a fixed delay per outbound request (param: ms), config applied
     # late (param: seconds), memory kept per outbound request (param: bytes)
     "hop_delay_ms", "slow_config_apply", "leak_per_request",
+    # hardening (suites/hardening), in meshproxy/sidecar/http1.py: a request with Content-Length and
+    # Transfer-Encoding read by its chunks and the connection kept open (what follows is a request of its
+    # own); trailer fields merged into the headers; a second Host line accepted and forwarded; CONNECT
+    # forwarded like any request; a listener that refused bad input refuses every connection afterwards
+    "forward_cl_te", "merge_trailers", "accept_duplicate_host", "accept_connect", "wedged_after_bad_input",
 })
 
 

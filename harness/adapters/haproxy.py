@@ -76,6 +76,15 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
     Feature.THROUGHPUT,
     Feature.CONFIG_PROPAGATION,
     Feature.RESOURCE_USE,
+    # suites/hardening: Smuggling, Trailers and KeepsServing pass; DuplicateHost and Connect are claimed and
+    # FAIL on purpose, real findings about HAProxy 2.6: it forwards two identical Host lines and (inbound)
+    # an HTTP/1.1 request without Host (RFC 9112 §3.2 wants 400), and after refusing a CONNECT it keeps
+    # the connection and answers the bytes sent for the tunnel as a request of their own
+    Feature.HARDENING_SMUGGLING,
+    Feature.HARDENING_DUPLICATE_HOST,
+    Feature.HARDENING_TRAILERS,
+    Feature.HARDENING_CONNECT,
+    Feature.HARDENING_KEEPS_SERVING,
 ], reasons={
     Feature.RETRY_BACKOFF: "HAProxy retries at once (no backoff or jitter between tries)",
     Feature.FAULT_INJECTION_DELAY: "HAProxy has no built-in action that delays a share of requests "

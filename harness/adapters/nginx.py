@@ -74,6 +74,11 @@ FEATURES = FeatureClaims.of("nginx", supported=[
     Feature.THROUGHPUT,
     Feature.CONFIG_PROPAGATION,
     Feature.RESOURCE_USE,
+    Feature.HARDENING_SMUGGLING,  # suites/hardening: every check passes (501 for an unknown coding is RFC 9112's)
+    Feature.HARDENING_DUPLICATE_HOST,
+    Feature.HARDENING_TRAILERS,
+    Feature.HARDENING_CONNECT,
+    Feature.HARDENING_KEEPS_SERVING,
 ], reasons={
     Feature.RETRY_BACKOFF: "nginx open source has no retry backoff: proxy_next_upstream tries the next server at once",
     Feature.FAULT_INJECTION_DELAY: "nginx open source has no action that delays a share of requests",

@@ -39,6 +39,8 @@ FEATURES = FeatureClaims.of("reference", supported=[
     Feature.CHAOS_UPSTREAM_KILL, Feature.CHAOS_PARTITION, Feature.CHAOS_SLOW_NETWORK, Feature.CHAOS_SIDECAR_RESTART,
     Feature.CHAOS_CONTROL_PLANE_KILL,
     Feature.LATENCY_OVERHEAD, Feature.THROUGHPUT, Feature.CONFIG_PROPAGATION, Feature.RESOURCE_USE,
+    Feature.HARDENING_SMUGGLING, Feature.HARDENING_DUPLICATE_HOST, Feature.HARDENING_TRAILERS,
+    Feature.HARDENING_CONNECT, Feature.HARDENING_KEEPS_SERVING,
 ], reasons={
     Feature.ACCESS_LOGS: "the reference sidecar writes no access log",
     Feature.SERVICE_GRAPH: "the reference mesh exports no service-graph telemetry",

@@ -46,6 +46,7 @@ from typing import Any, Callable
 
 import httptools
 
+from meshproxy import defects as _defects
 from meshproxy.sidecar.limits import ConnectionGate, Limits, Watchdog
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,29 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _REFUSED_METHODS = {b"CONNECT": b"CONNECT is not supported",
                     b"PRI": b"PRI is the HTTP/2 connection preface, not an HTTP/1 request"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class _WireDefects:
+    """The deliberate defects of meshproxy/defects.py honoured here (suites/hardening proves each is
+    caught), read once per process; None in a correct mesh, so the hot path tests one attribute."""
+
+    NAMES = ("forward_cl_te", "merge_trailers", "accept_duplicate_host", "accept_connect", "wedged_after_bad_input")
+
+    def __init__(self, defects: _defects.Defects):
+        self.cl_te, self.merge_trailers, self.duplicate_host, self.connect, self.wedge = (
+            defects.active(n) for n in self.NAMES)
+        self.wedged = False  # wedged_after_bad_input: set at the first refusal, then every connection is cut
+
+
+_WIRE: "_WireDefects | None | bool" = False
+
+
+def _wire_defects() -> "_WireDefects | None":
+    global _WIRE
+    if _WIRE is False:
+        current = _defects.current()
+        _WIRE = _WireDefects(current) if any(current.active(n) for n in _WireDefects.NAMES) else None
+    return _WIRE
 
 
 def reason_of(status: int) -> bytes:
@@ -153,6 +177,9 @@ class ServerConnection(asyncio.Protocol):
         self.made = False
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
+        self._wire = wire = _wire_defects()
+        if wire is not None and wire.cl_te:
+            self._parser.set_dangerous_leniencies(lenient_chunked_length=True)  # the defect: TE wins over CL
         self._queue: deque[Request | _Reject] = deque()
         self._busy = False
         self._state = _IDLE
@@ -186,6 +213,10 @@ class ServerConnection(asyncio.Protocol):
                 self._parser = None
                 transport.abort()
                 return
+        if self._wire is not None and self._wire.wedged:  # the defect wedged_after_bad_input
+            self._parser = None
+            transport.abort()
+            return
         self.deadline = self._loop.time() + self._limits.idle_timeout_s
         self._watchdog.watched.add(self)
 
@@ -211,7 +242,12 @@ class ServerConnection(asyncio.Protocol):
         except _Reject as reject:
             self._refuse(reject)
             return
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as exc:
+            if self._wire is not None and self._wire.connect and self._method == b"CONNECT":
+                # the defect accept_connect: "tunnelled" bytes are read as requests on a fresh parser
+                self._parser = httptools.HttpRequestParser(self)
+                self.data_received(data[exc.args[0]:] if exc.args and isinstance(exc.args[0], int) else b"")
+                return
             self._refuse(_Reject(400, b"protocol upgrade is not supported"))
             return
         except httptools.HttpParserError as exc:
@@ -261,15 +297,18 @@ class ServerConnection(asyncio.Protocol):
             if self._header_bytes > self._max_header_bytes or len(headers) >= self._limits.max_headers:
                 raise _Reject(431, b"request headers too large or too many")
             if self._state != _HEADERS:
+                if self._wire is not None and self._wire.merge_trailers:
+                    headers.append((name.lower(), value))  # the defect merge_trailers
                 return  # a chunked trailer field: dropped, never a header (module docstring)
         name = name.lower()
         if name in self._drop:
             if name == b"content-length":
-                if self._cl is not None or self._te is not None:
+                if self._cl is not None or (self._te is not None and not (self._wire and self._wire.cl_te)):
                     raise _Reject(400, b"conflicting message length")
                 self._cl = value
             elif name == b"transfer-encoding":
-                if self._cl is not None or self._te is not None or value.strip().lower() != b"chunked":
+                if ((self._cl is not None and not (self._wire and self._wire.cl_te)) or self._te is not None
+                        or value.strip().lower() != b"chunked"):
                     raise _Reject(400, b"unsupported transfer-encoding")
                 self._te = value
                 self._max_headers = 0  # trailers may follow the body (the limit check above; restored at the end)
@@ -281,8 +320,10 @@ class ServerConnection(asyncio.Protocol):
             return
         if name == b"host":
             if self._host is not None:
-                raise _Reject(400, b"more than one Host header")
-            self._host = value
+                if not (self._wire and self._wire.duplicate_host):  # the defect accept_duplicate_host
+                    raise _Reject(400, b"more than one Host header")
+            else:
+                self._host = value
         headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -290,7 +331,8 @@ class ServerConnection(asyncio.Protocol):
         self.deadline = self._loop.time() + self._limits.body_timeout_s
         parser = self._parser
         method = self._method = parser.get_method()  # on_message_complete reuses it
-        if method in _REFUSED_METHODS:
+        connect = method == b"CONNECT" and self._wire is not None and self._wire.connect  # accept_connect
+        if method in _REFUSED_METHODS and not connect:
             raise _Reject(400, _REFUSED_METHODS[method])
         # an upgrade needs Connection: upgrade (llhttp's rule too): refused before dispatch
         if self._connection_tokens is not None and parser.should_upgrade():
@@ -298,7 +340,7 @@ class ServerConnection(asyncio.Protocol):
         keep_alive = self._keep_alive = parser.should_keep_alive()  # on_message_complete reuses it
         if self._host is None or not keep_alive:
             self._check_version(parser)  # a keep-alive request with a Host is HTTP/1.1 or 1.0 keep-alive
-        if self._url[:1] != b"/":
+        if self._url[:1] != b"/" and not connect:
             self._check_target(parser)  # not origin-form
         if self._cl is not None and int(self._cl) > self._limits.max_body_bytes:
             raise _Reject(413, b"request body too large")
@@ -364,6 +406,11 @@ class ServerConnection(asyncio.Protocol):
         self._reset_message()
         self._state = _DONE
         self.deadline = 0.0
+        if self._method == b"CONNECT" and not self._busy:  # only with the defect accept_connect
+            request.keep_alive = True
+            self._busy, self._current = True, request
+            self.respond(simple_reply(200))  # "tunnel established"
+            return
         if self._busy:
             self._queue.append(request)  # pipelined: answered in order once the current one is done
         else:
@@ -412,6 +459,8 @@ class ServerConnection(asyncio.Protocol):
 
     def _refuse(self, reject: _Reject) -> None:
         """Answer a bad request after any in-flight ones, then close; parse nothing more."""
+        if self._wire is not None and self._wire.wedge:
+            self._wire.wedged = True  # the defect wedged_after_bad_input
         self._parser = None
         self._state = _DONE
         if self._busy:
