@@ -214,6 +214,15 @@ class ProcessControl(Protocol):
 
 
 @runtime_checkable
+class ProxyReadiness(Protocol):
+    """Whether a workload's proxy says it is ready to serve (its readiness endpoint: Envoy's and the
+    reference's ``/ready``, the agent's ``/healthz/ready`` in Istio). False when it answers not ready or
+    does not answer at all."""
+
+    def proxy_ready(self, workload: str) -> bool: ...
+
+
+@runtime_checkable
 class MeshDataPlane(Protocol):
     """Where a workload's application sends, and which processes carry its traffic: so a meter can load
     a workload's outbound listener directly (open loop, µs timing) and the harness can read the proxies'

@@ -1,9 +1,11 @@
 """The sidecar's bootstrap file (docs/architecture.md "Process command lines").
 
 Dynamic (the default): ``controlplane`` URL, ``join_token`` and ``bundle``; certificate, scenario and
-endpoints come from the control plane. Static (like Envoy's static config, for tests and benchmarks):
-no ``controlplane``, and ``"static": {"scenario": {...}, "endpoints": {workload: {service, version,
-instance, address}}, "cert": PEM path (leaf first), "key": PEM path}``.
+endpoints come from the control plane. Without ``join_token`` the sidecar proves who it is with the SVID
+a previous life left in ``work_dir`` (svid.pem, svid-key.pem; a restart while the control plane cannot
+mint a token), as a SPIRE agent re-attests with its stored SVID. Static (like Envoy's static config,
+for tests and benchmarks): no ``controlplane``, and ``"static": {"scenario": {...}, "endpoints":
+{workload: {service, version, instance, address}}, "cert": PEM path (leaf first), "key": PEM path}``.
 
 Optional ``limits`` (see ``limits.Limits``), e.g. ``{"header_timeout_s": 10, "max_connections": 10000}``.
 """
@@ -59,8 +61,9 @@ def parse_bootstrap(data: dict[str, Any]) -> Bootstrap:
         raise ValueError(f"bootstrap: missing {', '.join(missing)}")
     if data.get("controlplane") is None and data.get("static") is None:
         raise ValueError("bootstrap: give either 'controlplane' (with 'join_token') or 'static'")
-    if data.get("controlplane") and not data.get("join_token"):
-        raise ValueError("bootstrap: 'controlplane' needs 'join_token'")
+    previous_svid = (Path(data["work_dir"]) / "svid.pem").exists()
+    if data.get("controlplane") and not data.get("join_token") and not previous_svid:
+        raise ValueError("bootstrap: 'controlplane' needs 'join_token' (or a previous SVID in 'work_dir')")
     static = data.get("static")
     if static is not None:
         absent = [k for k in ("scenario", "endpoints", "cert", "key") if k not in static]

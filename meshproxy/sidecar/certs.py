@@ -6,7 +6,8 @@ the newest contexts; connections made with an older certificate keep theirs unti
 rotation never breaks a request in flight.
 
 ``Rotator`` renews at half the lifetime (``not_before + ttl/2``); a failed renewal is retried every
-``min(5 s, ttl/20)`` until the certificate expires. Defect ``no_rotation`` disables renewal.
+``min(5 s, ttl/20)`` until the certificate expires. Defect ``no_rotation`` disables renewal; defect
+``rotation_stops_after_outage`` gives up for good at the first failed renewal (the control plane away).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class Rotator:
         self._store = store
         self._renew = renew
         self._disabled = bool(defects.active("no_rotation"))
+        self._give_up_on_failure = bool(defects.active("rotation_stops_after_outage"))
 
     async def run(self) -> None:
         if self._disabled:
@@ -118,5 +120,9 @@ class Rotator:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # control plane down: keep serving, keep trying
+                    if self._give_up_on_failure:
+                        log.warning("defect rotation_stops_after_outage: renewal failed (%s); never renewing again",
+                                    exc)
+                        return
                     log.warning("certificate renewal failed (%s); retrying in %.1f s", exc, retry_every)
                     await asyncio.sleep(retry_every)

@@ -1,9 +1,10 @@
 """``Sidecar``: wires certificates, configuration, listeners and admin into one event loop.
 
-Start order: bind the three sockets (a port conflict fails fast), get a certificate and a first
-configuration (static bootstrap, or enroll + register the inbound address + fetch from the control
-plane; callers arriving before we accept wait in the listen backlog), start the outbound and inbound
-listeners and the admin API, then watch for configuration and renew the certificate in the background. ``ready`` is True from then on. ``stop`` closes the listeners,
+Start order: bind the three sockets (a port conflict fails fast), start the admin API (``/ready`` 503
+until the end), get a certificate and a first configuration (static bootstrap, or join: enroll +
+register the inbound address + fetch from the control plane, retried while it cannot be reached;
+callers arriving before we accept wait in the listen backlog), start the outbound and inbound
+listeners, then watch for configuration and renew the certificate in the background. ``ready`` is True from then on. ``stop`` closes the listeners,
 deregisters (best effort, 1 s), and closes pooled connections.
 """
 
@@ -75,14 +76,24 @@ class Sidecar:
         b = self.boot
         self._socks = [_listen(b.ip, port) for port in (b.inbound_port, b.outbound_port, b.admin_port)]
         inbound_sock, outbound_sock, admin_sock = list(self._socks)
+        # the admin API first: /ready answers 503 while the sidecar waits for the control plane
+        self._admin = web.AppRunner(make_admin_app(self), access_log=None,
+                                    keepalive_timeout=self.limits.idle_timeout_s)
+        await self._admin.setup()
+        await GuardedSite(self._admin, admin_sock, gate=self.admin_gate, limits=ListenerLimits(
+            header_timeout_s=self.limits.header_timeout_s, body_timeout_s=self.limits.body_timeout_s,
+            max_connections=self.limits.admin_max_connections)).start()
+        self._socks.remove(admin_sock)
         if b.static is not None:
             self._load_static()
         else:
             from meshproxy.sidecar.dynamic import ControlPlaneSession
             self._cp = ControlPlaneSession(b, self.certs, self.config, self.defects)
-            await self._cp.enroll()
-            await self._cp.register()  # the sockets already listen: early callers wait in the backlog
-            await self._cp.fetch_initial()
+            # defect "ready_without_controlplane": ready (admin /ready 200) before it has joined
+            self.ready = self.defects.active("ready_without_controlplane")
+            # enroll, register, first configuration; retried while the control plane is away (the
+            # sockets already listen: early callers wait in the backlog, nothing is served meanwhile)
+            await self._cp.join()
         self.watchdog = Watchdog(loop, self.limits)
         self.watchdog.start()
         self.pool = UpstreamPool(self.limits, self.metrics)
@@ -98,13 +109,6 @@ class Sidecar:
         self._socks.remove(outbound_sock)  # each server owns (and closes) its socket from here on
         self.inbound.start(inbound_sock)
         self._socks.remove(inbound_sock)
-        self._admin = web.AppRunner(make_admin_app(self), access_log=None,
-                                    keepalive_timeout=self.limits.idle_timeout_s)
-        await self._admin.setup()
-        await GuardedSite(self._admin, admin_sock, gate=self.admin_gate, limits=ListenerLimits(
-            header_timeout_s=self.limits.header_timeout_s, body_timeout_s=self.limits.body_timeout_s,
-            max_connections=self.limits.admin_max_connections)).start()
-        self._socks.remove(admin_sock)
         if self._cp is not None:
             self._tasks.append(loop.create_task(self._cp.watch()))
             self._tasks.append(loop.create_task(Rotator(self.certs, self._cp.renew, self.defects).run()))

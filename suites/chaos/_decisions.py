@@ -220,18 +220,28 @@ def outage(shots: Sequence[Shot], begin_ns: int) -> tuple[float, float] | None:
 # -- ChaosControlPlaneKill ----------------------------------------------------------------------------
 
 def judge_control_plane_kill(shots: Sequence[Shot], after: Sequence[Shot], *, kill_ns: int, back_begin_ns: int,
-                             back_ns: int, old: str, new: str) -> list[str]:
+                             back_ns: int, changed_ns: int | None, old: str, new: str) -> list[str]:
     """The problems of a load during which the control plane was killed at ``kill_ns`` and started again
-    from ``back_begin_ns`` (the adapter reported it back and in effect at ``back_ns``), then of ``after``:
-    requests sent once a configuration change was applied. Every request of the load is answered 200
-    by the ``old`` configuration's endpoint (zero errors, before, during and after the outage); every
-    request of ``after`` by the ``new`` one (configuration flows again)."""
+    from ``back_begin_ns`` (the adapter reported it back and in effect at ``back_ns``), a configuration
+    change (``old`` → ``new``) having been applied while it was down; ``changed_ns`` is when that apply
+    returned (in effect; None: it never did). ``after``: sequential requests once the load ended.
+
+    Every request of the load is answered 200 (zero errors, before, during and after the outage); by
+    ``old`` when sent before the control plane came back (the last configuration is kept, and nothing
+    can change it while the control plane is away); by ``old`` or ``new`` while it came back; by ``new``
+    when sent after both its return and the change being in effect; every request of ``after`` by ``new``
+    (the change made while it was down took effect once it returned)."""
     problems: list[str] = []
-    phases = [("before the kill", lambda s: s.sent_ns < kill_ns),
-              ("while the control plane was down", lambda s: kill_ns <= s.sent_ns < back_begin_ns),
-              ("while the control plane came back", lambda s: back_begin_ns <= s.sent_ns <= back_ns),
-              ("after the control plane was back", lambda s: s.sent_ns > back_ns)]
-    for name, inside in phases:
+    settled_ns = max(back_ns, changed_ns) if changed_ns is not None else None
+    phases = [("before the kill", lambda s: s.sent_ns < kill_ns, {old}),
+              ("while the control plane was down", lambda s: kill_ns <= s.sent_ns < back_begin_ns, {old}),
+              ("while the control plane came back", lambda s: back_begin_ns <= s.sent_ns <= (settled_ns or back_ns),
+               {old, new}),
+              ("after the control plane was back and the change in effect",
+               lambda s: settled_ns is not None and s.sent_ns > settled_ns, {new}),
+              ("after the control plane was back (the change never in effect)",
+               lambda s: settled_ns is None and s.sent_ns > back_ns, {old, new})]
+    for name, inside, allowed in phases:
         sent = [s for s in shots if inside(s)]
         failed = [s for s in sent if not s.ok]
         if failed:
@@ -239,17 +249,105 @@ def judge_control_plane_kill(shots: Sequence[Shot], after: Sequence[Shot], *, ki
                 f", the last {_after_s(failed[-1].sent_ns, kill_ns):.2f} s after the kill"
             problems.append(f"the data plane did not keep serving {name}: {len(failed)} of {len(sent)} requests "
                             f"failed (statuses {_statuses(failed)}){last}")
-        moved = [s for s in sent if s.ok and s.endpoint != old]
-        if moved:
+        moved = [s for s in sent if s.ok and s.endpoint not in allowed]
+        if moved and allowed == {old}:
             problems.append(f"{len(moved)} requests sent {name} were answered by {sorted({s.endpoint for s in moved})}, "
                             f"not by {old}: the last configuration was not kept")
+        elif moved:
+            problems.append(f"the change made while the control plane was down did not take effect once it returned: "
+                            f"{len(moved)} of {len(sent)} requests sent {name} were answered by "
+                            f"{sorted({s.endpoint for s in moved})}, not by {new}")
     if not any(kill_ns <= s.sent_ns < back_begin_ns for s in shots):
         problems.append("no request was sent while the control plane was down")
     if not after:
         problems.append("no request was sent after the configuration change")
     wrong = [s for s in after if s.endpoint != new]
     if wrong:
-        problems.append(f"configuration did not resume after the control plane came back: {len(wrong)} of "
-                        f"{len(after)} requests after a change applied were not answered by {new} (answers "
+        problems.append(f"the change made while the control plane was down did not take effect once it returned: "
+                        f"{len(wrong)} of {len(after)} requests sent after it were not answered by {new} (answers "
                         f"{sorted({str(s.endpoint or s.status) for s in wrong})})")
+    return problems
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """What one workload's presented certificate did around a control-plane outage. ``down_*``: the
+    certificate it presented at the end of the outage (serial; its half-life and expiry as seconds after
+    the control plane was back, negative when earlier); ``renewed_s``: seconds after the control plane was
+    back when it first presented another one (None: not within the bound); ``error``: why a handshake
+    with it failed (e.g. an expired certificate), if one did."""
+    workload: str
+    down_serial: str
+    down_half_life_s: float
+    down_expiry_s: float
+    renewed_s: float | None
+    error: str | None = None
+
+
+def judge_renewal(renewals: Sequence[Renewal], *, bound_s: float, ttl_s: float) -> list[str]:
+    """Certificate renewal resumes after the outage: every watched workload, whose certificate presented
+    while the control plane was down was past half its lifetime when the control plane came back (so its
+    renewal fell inside the outage: SPIFFE/Istio agents and the reference renew at half-life at the
+    latest) and not yet expired, presents a new certificate within ``bound_s`` after the return. A
+    certificate that was not yet due, or that expired during the outage, is a premise the check states
+    and does not meet (``ttl_s`` is the scenario's cert_ttl): reported, never passed."""
+    problems: list[str] = []
+    if not renewals:
+        problems.append("no workload's certificate was watched")
+    for r in renewals:
+        if r.error:
+            problems.append(f"{r.workload}: a handshake with it failed after the outage ({r.error})")
+        if r.down_expiry_s <= 0:
+            problems.append(f"{r.workload}: its certificate {r.down_serial} expired {-r.down_expiry_s:.1f} s before the "
+                            f"control plane was back: the premise (no certificate expires during the outage, "
+                            f"cert_ttl {ttl_s:.0f} s) does not hold")
+        elif r.down_half_life_s > 0:
+            problems.append(f"{r.workload}: its certificate {r.down_serial} was not due for renewal during the outage "
+                            f"(half its lifetime passes {r.down_half_life_s:.1f} s after the control plane was back): "
+                            f"the premise (a renewal falls inside the outage, cert_ttl {ttl_s:.0f} s) does not hold")
+        elif r.renewed_s is None:
+            problems.append(f"certificate renewal did not resume after the control plane came back: {r.workload} still "
+                            f"presented {r.down_serial} {bound_s:.0f} s after it, past half its lifetime since "
+                            f"{-r.down_half_life_s:.1f} s before the return and expiring {r.down_expiry_s:.1f} s after it")
+    return problems
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One look at a sidecar started while the control plane was down: when (CLOCK_MONOTONIC ns), what
+    its readiness said, and what a request through it got (a :class:`Shot`)."""
+    at_ns: int
+    ready: bool
+    shot: Shot
+
+
+def judge_started_while_down(probes: Sequence[Probe], arrivals_ns: Sequence[int], *, workload: str, back_begin_ns: int,
+                             started_s: float | None, bound_s: float, after: Shot | None) -> list[str]:
+    """A sidecar (``workload``) started while the control plane was down: every probe taken before the
+    control plane was started again found it not ready, and no request through it was answered by an
+    echo nor arrived at one (``arrivals_ns``: the destination echoes' arrivals of the probes' key; one
+    before ``back_begin_ns`` is a request served without the mesh's certificate and configuration).
+    After the return it becomes ready within ``bound_s`` (``started_s``: seconds after the return when
+    the start returned; None: not within the bound) and serves (``after``: a request through it then)."""
+    problems: list[str] = []
+    down = [p for p in probes if p.at_ns < back_begin_ns]
+    if len(down) < 3:
+        problems.append(f"only {len(down)} probes of {workload} were taken while the control plane was down (want 3)")
+    ready = [p for p in down if p.ready]
+    if ready:
+        problems.append(f"a sidecar started while the control plane was down reported ready: {len(ready)} of "
+                        f"{len(down)} readiness probes of {workload} said ready before it could have a certificate "
+                        f"and configuration from the control plane")
+    served = [p for p in down if p.shot.ok]
+    early = [t for t in arrivals_ns if t < back_begin_ns]
+    if served or early:
+        problems.append(f"a sidecar started while the control plane was down served unverified: {len(served)} of "
+                        f"{len(down)} requests through {workload} were answered by {sorted({p.shot.endpoint for p in served})} "
+                        f"and the destination's echoes saw {len(early)} of them arrive before the control plane was back")
+    if started_s is None:
+        problems.append(f"the sidecar of {workload} started while the control plane was down was not ready "
+                        f"{bound_s:.0f} s after the control plane was back")
+    elif after is None or not after.ok:
+        problems.append(f"the sidecar of {workload} started while the control plane was down did not serve once "
+                        f"ready (status {None if after is None else after.status})")
     return problems

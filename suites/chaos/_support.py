@@ -40,9 +40,10 @@ def answered_by(service: str, response: HttpResponse) -> str | None:
     return who.workload if who is not None and who.service == service else None
 
 
-def send(mesh, service: str, path: str, key: str, timeout_s: float = REQUEST_TIMEOUT_S) -> Shot:
+def send(mesh, service: str, path: str, key: str, timeout_s: float = REQUEST_TIMEOUT_S, *,
+         caller: str = CLIENT) -> Shot:
     due = time.monotonic_ns()
-    response = mesh.send(CLIENT, HttpRequest(host=service, path=path, headers={KEY_HEADER: key}, timeout_s=timeout_s))
+    response = mesh.send(caller, HttpRequest(host=service, path=path, headers={KEY_HEADER: key}, timeout_s=timeout_s))
     return Shot(due, due, time.monotonic_ns(), response.status, answered_by(service, response), response.error)
 
 

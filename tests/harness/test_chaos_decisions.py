@@ -9,8 +9,9 @@ import random
 
 import pytest
 
-from suites.chaos._decisions import (Shot, judge_partition, judge_per_try_timeout, judge_restart, judge_route_timeout,
-                                     judge_upstream_kill, kill_error_budget, outage, partition_false_fail_rate)
+from suites.chaos._decisions import (Probe, Renewal, Shot, judge_control_plane_kill, judge_partition,
+                                     judge_per_try_timeout, judge_renewal, judge_restart, judge_started_while_down, judge_route_timeout, judge_upstream_kill,
+                                     kill_error_budget, outage, partition_false_fail_rate)
 from suites.chaos.test_partition import FALSE_FAIL, INSTANCES, REQUESTS_BOUND, RETRIES
 
 MS = 1_000_000
@@ -169,3 +170,85 @@ def test_restart_allows_failures_only_in_the_window():
     assert any("traffic did not recover" in p for p in judge_restart(never, **kw))
     assert any("before the restart began" in p for p in judge_restart([shot(500, ok=False)] + shots, **kw))
     assert any("sent nothing later" in p for p in judge_restart(shots[:60], **kw))
+
+
+# -- ChaosControlPlaneKill ------------------------------------------------------------------------------
+V1, V2 = "steady-v1-0", "steady-v2-0"
+
+
+def cp_load(*, switch_ms: float, end_ms: float = 3000.0, period_ms: float = 50.0, fail_at: float | None = None):
+    """v1 answers until switch_ms, v2 after; one failure at fail_at."""
+    out, t = [], 0.0
+    while t < end_ms:
+        out.append(shot(t, ok=t != fail_at, endpoint=V1 if t < switch_ms else V2))
+        t += period_ms
+    return out
+
+
+def cp_judge(shots, after, *, changed_ms: float | None = 2100.0):
+    return judge_control_plane_kill(shots, after, kill_ns=500 * MS, back_begin_ns=1500 * MS, back_ns=2000 * MS,
+                                    changed_ns=None if changed_ms is None else int(changed_ms * MS), old=V1, new=V2)
+
+
+def test_control_plane_kill_passes_when_the_change_made_while_down_takes_effect_after_the_return():
+    after = [shot(3100.0 + i, endpoint=V2) for i in range(5)]
+    assert cp_judge(cp_load(switch_ms=2050.0), after) == []
+
+
+def test_control_plane_kill_fails_on_a_failure_while_down_and_a_change_while_down():
+    after = [shot(3100.0, endpoint=V2)]
+    problems = cp_judge(cp_load(switch_ms=1000.0, fail_at=800.0), after)
+    assert any("did not keep serving while the control plane was down" in p for p in problems)
+    assert any("the last configuration was not kept" in p for p in problems)
+
+
+def test_control_plane_kill_fails_when_the_change_never_takes_effect():
+    stale = cp_load(switch_ms=10_000.0)
+    problems = cp_judge(stale, [shot(3100.0, endpoint=V1)])
+    assert sum("did not take effect once it returned" in p for p in problems) == 2  # the load and the after
+    problems = cp_judge(stale, [shot(3100.0, endpoint=V1)], changed_ms=None)
+    assert sum("did not take effect once it returned" in p for p in problems) == 1  # only the after requests
+
+
+def renewal(**kw):
+    values = dict(workload="client-v1-0", down_serial="ab", down_half_life_s=-8.0, down_expiry_s=30.0, renewed_s=2.5)
+    values.update(kw)
+    return Renewal(**values)
+
+
+def test_renewal_passes_when_every_watched_certificate_changes_in_the_bound():
+    assert judge_renewal([renewal(), renewal(workload="steady-v1-0", renewed_s=0.1)], bound_s=8.0, ttl_s=50.0) == []
+
+
+def test_renewal_fails_when_it_does_not_resume_and_on_unmet_premises():
+    [problem] = judge_renewal([renewal(renewed_s=None)], bound_s=8.0, ttl_s=50.0)
+    assert "certificate renewal did not resume" in problem
+    [problem] = judge_renewal([renewal(renewed_s=None, down_half_life_s=3.0)], bound_s=8.0, ttl_s=50.0)
+    assert "was not due for renewal during the outage" in problem
+    [problem] = judge_renewal([renewal(renewed_s=None, down_expiry_s=-1.0)], bound_s=8.0, ttl_s=50.0)
+    assert "expired" in problem
+    assert judge_renewal([], bound_s=8.0, ttl_s=50.0) == ["no workload's certificate was watched"]
+
+
+def started_probes(*, ready: bool = False, served: bool = False, n: int = 5):
+    return [Probe(int(t * 100 * MS), ready, shot(t * 100.0, ok=served, endpoint=V1 if served else None, status=None))
+            for t in range(n)]
+
+
+def started_judge(probes, arrivals=(), *, started_s: float | None = 0.5, after_ok: bool = True):
+    return judge_started_while_down(probes, list(arrivals), workload="restart-v1-0", back_begin_ns=1500 * MS,
+                                    started_s=started_s, bound_s=10.0,
+                                    after=shot(3000.0, ok=after_ok, endpoint=V2 if after_ok else None))
+
+
+def test_started_while_down_passes_when_not_ready_unserved_then_ready():
+    assert started_judge(started_probes(), arrivals=[1600 * MS]) == []  # an arrival after the return is verified
+
+
+def test_started_while_down_fails_when_ready_served_or_never_back():
+    assert any("reported ready" in p for p in started_judge(started_probes(ready=True)))
+    assert any("served unverified" in p for p in started_judge(started_probes(served=True)))
+    assert any("served unverified" in p for p in started_judge(started_probes(), arrivals=[1000 * MS]))
+    assert any("was not ready" in p for p in started_judge(started_probes(), started_s=None))
+    assert any("did not serve once ready" in p for p in started_judge(started_probes(), after_ok=False))
+    assert any("only 2 probes" in p for p in started_judge(started_probes(n=2)))

@@ -6,7 +6,10 @@ Each test is a real ``pytest suites/chaos --mesh=reference`` run with defects (s
 ``ignore_timeout`` / ``ignore_per_try_timeout`` (the route / per-try timeout never fires over a slow
 hop), ``endpoint_never_readmitted`` (a caller never sends to an endpoint again once it left, so a
 restarted sidecar gets no traffic back), ``config_dropped_without_controlplane`` (a sidecar throws its
-configuration away when its config watch fails).
+configuration away when its config watch fails), ``config_watch_stops_after_outage`` (a sidecar never
+watches again once its config watch failed: a change made while the control plane is down never reaches
+it), ``rotation_stops_after_outage`` (a sidecar never renews again once a renewal failed),
+``ready_without_controlplane`` (a sidecar started while the control plane is down reports ready).
 """
 
 from __future__ import annotations
@@ -47,3 +50,20 @@ def test_endpoint_never_readmitted_fails_the_sidecar_restart_check(tmp_path):
 def test_config_dropped_without_the_control_plane_fails_the_control_plane_kill_check(tmp_path):
     entries = judge(tmp_path, SUITE, ["MeshChaosControlPlaneKill"], {"config_dropped_without_controlplane": True})
     assert_fails(entries["MeshChaosControlPlaneKill"], "did not keep serving while the control plane was down")
+
+
+def test_watch_stopped_by_the_outage_fails_the_control_plane_kill_check(tmp_path):
+    entries = judge(tmp_path, SUITE, ["MeshChaosControlPlaneKill"], {"config_watch_stops_after_outage": True})
+    assert_fails(entries["MeshChaosControlPlaneKill"],
+                 "the change made while the control plane was down did not take effect once it returned")
+
+
+def test_rotation_stopped_by_the_outage_fails_the_control_plane_kill_check(tmp_path):
+    entries = judge(tmp_path, SUITE, ["MeshChaosControlPlaneKill"], {"rotation_stops_after_outage": True})
+    assert_fails(entries["MeshChaosControlPlaneKill"], "certificate renewal did not resume")
+
+
+def test_ready_without_the_control_plane_fails_the_control_plane_kill_check(tmp_path):
+    entries = judge(tmp_path, SUITE, ["MeshChaosControlPlaneKill"], {"ready_without_controlplane": True})
+    assert_fails(entries["MeshChaosControlPlaneKill"],
+                 "a sidecar started while the control plane was down reported ready")
