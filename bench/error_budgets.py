@@ -203,21 +203,194 @@ def delay_section(runs: int, power_runs: int) -> list[str]:
     return out
 
 
+def balancing_section(runs: int, power_runs: int, rings: int) -> list[str]:
+    """suites/balancing (issue 14, second pass): every rule inside its share, the errors rule added."""
+    from harness.error_budgets_balancing import (remap_fail_given_shares, remap_fail_model, ring_leaving_shares,
+                                                 simulate_least_request)
+    from suites.balancing import _decisions as bd
+
+    reset = lambda n: 1 - (1 - RESET_RATE) ** n  # noqa: E731  before: the first non-echo answer failed a check
+    even_err = errors_rule_crossing(bd.ERRORS, bd.ERRORS.rate, bd.EVEN_MAX_REQUESTS, bd.EVEN_BATCH)
+    even_reset = errors_rule_crossing(bd.ERRORS, RESET_RATE, bd.EVEN_MAX_REQUESTS, bd.EVEN_BATCH)
+    lr_n = bd.LR_MAX_REQUESTS + 64
+    lr_err = errors_rule_crossing(bd.ERRORS, bd.ERRORS.rate, lr_n, 1)
+    sticky_err = errors_rule_crossing(bd.ERRORS, bd.ERRORS.rate, bd.STICKY_KEYS * bd.STICKY_ROUNDS, 1)
+    remap_err = errors_rule_crossing(bd.ERRORS, bd.ERRORS.rate, 3 * bd.REMAP_KEYS, 1)
+    out = ["## Balancing (MeshLb*)", "",
+           f"Budget per check 0.1%, split explicitly: errors rule 0.01% everywhere ({bd.ERRORS.describe()}); "
+           "even spread: SPRTs 0.045% + capped fixed-n tests 0.045%; least request: SPRT 0.09%; ring remap: moved-count "
+           "range 0.09%; the zero-tolerance rules (sticky, strays, arrivals after leaving, not back) are exact for a "
+           "deterministic ring. Before: SPRTs / count range at the whole 0.1% (even: 0.05% + 0.05%), the first "
+           "non-echo answer failed the check. Errors rule: exact P(ever fails) within the check's whole request "
+           "budget, looking after every answer (an upper bound for rarer looks). Simulations seeded "
+           f"({SEED}); guards: tests/harness/test_balancing_power.py.", "",
+           "| check | before: false-fail | before: fails with 1 reset in 3,000 | after: main rule(s) | after: + errors rule ≤ | "
+           "after: fails with 1 reset in 3,000 | power (after) | requests p50 |",
+           "|---|---|---|---|---|---|---|---|"]
+    # round robin: exact over the 3 starting endpoints (its counts are deterministic)
+    used = []
+    for offset in range(3):
+        t = bd.even_split_test()
+        while t.decision is stats.Decision.CONTINUE:
+            picks = [(offset + t.n + i) % 3 for i in range(bd.EVEN_BATCH)]
+            t.update(dict(zip(bd.ENDPOINTS, np.bincount(picks, minlength=3).tolist())))
+        assert t.decision is stats.Decision.ACCEPT_H0
+        used.append(t.n)
+    uniform = {e: 1 for e in bd.ENDPOINTS}
+    imbalances = {"+5": [1 / 3 + 0.05, 1 / 3 - 0.025, 1 / 3 - 0.025], "−5": [1 / 3 - 0.05, 1 / 3 + 0.025, 1 / 3 + 0.025]}
+    powers = []
+    for label, sh in imbalances.items():
+        d, _ = split_simulate(bd.even_split_test, dict(zip(bd.ENDPOINTS, sh)), power_runs, SEED + 20, batch=bd.EVEN_BATCH)
+        powers.append(f"{ci(int((d == 'fail').sum()), power_runs)} ({label} points)")
+    out.append(f"| MeshLbRoundRobinEven | 0 (exact: passes from every start) | {pct(reset(used[0]))} | 0 exact "
+               f"(multinomial bound 0.045% + 0.045%) | ≤ {pct(even_err)} | ≤ {pct(even_reset)} | as random (multinomial) | "
+               f"{used[0]} |")
+    old = lambda: SequentialSplitTest(uniform, alpha=0.0005, beta=bd.MISS_RATE, delta=bd.EVEN_DELTA,  # noqa: E731
+                                      max_samples=bd.EVEN_MAX_REQUESTS)
+    d_old, u_old = split_simulate(old, uniform, runs, SEED + 21, batch=bd.EVEN_BATCH)
+    d_new, u_new = split_simulate(bd.even_split_test, uniform, runs, SEED + 22, batch=bd.EVEN_BATCH)
+    k_new = int((d_new == "fail").sum())
+    upper = stats.clopper_pearson(k_new, runs, 0.95)[1]
+    out.append(f"| MeshLbRandomUniform | SPRTs {ci(int((d_old == 'fail').sum()), runs)} + capped tests ≤ 0.05% | "
+               f"{pct(float(np.mean(reset(u_old))))} | SPRTs {ci(k_new, runs)}; capped tests ≤ 0.045% (exact) | "
+               f"≤ {pct(upper + bd.TRUNCATED_FALSE_FAIL + even_err)} | ≤ {pct(even_reset)} | {', '.join(powers)} | "
+               f"{np.median(u_new):.0f} |")
+    # least request
+    cells, old_cells = [], []
+    old_sprt = lambda: stats.Sprt(bd.PASS_SHARE, bd.LOAD_BLIND_SHARE, 0.001 * (1 - 0.005),  # noqa: E731
+                                  0.005 * (1 - 0.001 * (1 - 0.005)))
+    for fast in (0.002, 0.02):
+        d, judged, share = simulate_least_request(runs, SEED + 23, fast_s=fast)
+        k = int((d != "pass").sum())
+        cells.append((fast, k, judged, share))
+        d_old, _, _ = simulate_least_request(runs // 2, SEED + 26, fast_s=fast, sprt_factory=old_sprt)
+        old_cells.append((fast, int((d_old != "pass").sum())))
+    d_blind, j_blind, _ = simulate_least_request(runs, SEED + 24, load_blind=True)
+    seen = lambda j: j + bd.WARMUP_SENDS + bd.CONCURRENCY  # noqa: E731  answers seen ≈ judged + warm-up + in flight
+    worst = max(k for _, k, _, _ in cells)
+    upper = stats.clopper_pearson(worst, runs, 0.95)[1]
+    out.append(f"| MeshLbLeastRequestAvoidsSlow | SPRT 0.1%: " + "; ".join(
+        f"{ci(k, runs // 2)} (fast {fast * 1e3:.0f} ms)" for fast, k in old_cells)
+        + f" | {pct(float(np.mean(reset(seen(cells[1][2])))))} | SPRT 0.09%: " + "; ".join(
+        f"{ci(k, runs)} (fast {fast * 1e3:.0f} ms)" for fast, k, _, _ in cells)
+        + f" (slow share p50 {np.median(cells[0][3]):.3f} / {np.median(cells[1][3]):.3f})"
+        + f" | ≤ {pct(upper + lr_err)} | ≤ {pct(errors_rule_crossing(bd.ERRORS, RESET_RATE, lr_n, 1))} | "
+        f"{ci(int((d_blind == 'fail').sum()), runs)} vs load-blind | {np.median(cells[0][2]):.0f} judged "
+        f"({np.median(cells[1][2]):.0f} at 20 ms) |")
+    out.append(f"| MeshLbRingHashSticky | 0 (exact) | {pct(reset(bd.STICKY_KEYS * bd.STICKY_ROUNDS))} | 0 (exact) | "
+               f"≤ {pct(sticky_err)} | ≤ {pct(errors_rule_crossing(bd.ERRORS, RESET_RATE, 2000, 1))} | any key on 2 endpoints "
+               f"fails | {bd.STICKY_KEYS * bd.STICKY_ROUNDS} |")
+    old_bounds = bd.moved_count_bounds(bd.REMAP_KEYS, alpha=0.001)
+    shares = ring_leaving_shares(rings, SEED + 25)
+    p_new = remap_fail_given_shares(shares)
+    p_old = remap_fail_given_shares(shares, bounds=old_bounds)
+    se = float(p_new.std() / np.sqrt(rings))
+    out.append(f"| MeshLbRingHashMinimalRemap | {old_bounds[0]}..{old_bounds[1]}: {pct(remap_fail_model(bounds=old_bounds))} "
+               f"model, {pct(float(p_old.mean()))} on {rings:,} real rings | {pct(reset(2 * bd.REMAP_KEYS + 700))} | "
+               f"{'..'.join(map(str, bd.moved_count_bounds()))}: {pct(remap_fail_model())} exact (model), "
+               f"{pct(float(p_new.mean()))} ± {pct(se)} on {rings:,} real rings | ≤ {pct(float(p_new.mean()) + 2 * se + remap_err)} | "
+               f"≤ {pct(errors_rule_crossing(bd.ERRORS, RESET_RATE, 3 * bd.REMAP_KEYS, 1))} | salted ring: every run caught | "
+               f"about {2 * bd.REMAP_KEYS + 700} |")
+    out += ["", f"Ring shares: leaving endpoint's share over {rings:,} real rings mean {shares.mean():.4f}, sd "
+            f"{shares.std():.4f} (Beta({bd.VNODES}, {2 * bd.VNODES}): 0.3333, "
+            f"{np.sqrt(bd.VNODES * 2 * bd.VNODES / ((3 * bd.VNODES) ** 2 * (3 * bd.VNODES + 1))):.4f}); a ring of 130 points "
+            f"per endpoint would be at {pct(remap_fail_model(vnodes=130))} (twice the claim), which the guard's "
+            "estimator (10,000 rings) tells apart.", ""]
+    return out
+
+
+def health_section(runs: int) -> list[str]:
+    """suites/health: the timing rules under the noise models, the errors rule exact."""
+    from harness.error_budgets import DELAY_MODELS
+    from harness.error_budgets_health import MODELS, simulate_removal, simulate_return
+    from suites.health import _support as hs
+    from suites.health.test_active_health import HC
+
+    n_remove = int((hs.removal_bound_s(HC) + 1.0) / hs.PERIOD_S) + 1
+    n_restore = int((hs.removal_bound_s(HC) + 0.3 + hs.return_bound_s(HC) + 0.5) / hs.PERIOD_S) + 1
+    err = {k: errors_rule_crossing(hs.ERRORS, hs.ERRORS.rate, n, 1) for k, n in (("remove", n_remove), ("restore", n_restore))}
+    out = ["## Active health (MeshActiveHealthCheckRemoves / ...Restores)", "",
+           f"Budget per check 0.1%: timing rules {hs.ALPHA_TIMING:.2%}, errors rule {hs.ALPHA_ERRORS:.2%} "
+           f"({hs.ERRORS.describe()}). Before: no stated rate (\"deterministic\"; 200 live runs, 0 false failures) and the "
+           f"first non-echo answer after the flip failed the check: with one reset in 3,000 that is "
+           f"{pct(1 - (1 - RESET_RATE) ** n_remove)} / {pct(1 - (1 - RESET_RATE) ** n_restore)} of runs "
+           f"({n_remove} / {n_restore} requests). Timing: {runs:,} seeded runs per model of the vectorised probe schedule "
+           "and request stream (harness/error_budgets_health.py) through the checks' own rules. late0.1 / late1: "
+           "0.1% / 1% of requests, probes and control calls meet a stall of 195 ms + Exponential(50 ms).", "",
+           "| model | removal: late (Removes; also the first half of Restores) | return: late | return: early | "
+           "Removes: all rules ≤ | Restores: all rules ≤ |", "|---|---|---|---|---|---|"]
+    models = dict(MODELS)
+    models.update({k: DELAY_MODELS[k] for k in ("late0.1", "late1")})
+    for name, model in models.items():
+        r = simulate_removal(model, runs, SEED + 30, HC)
+        b = simulate_return(model, runs, SEED + 31, HC)
+        up_r = stats.clopper_pearson(r["any"], runs, 0.95)[1]
+        up_b = stats.clopper_pearson(r["any"] + b["any"], runs, 0.95)[1]
+        out.append(f"| {name} | {ci(r['late'], runs)} | {ci(b['late'], runs)} | {ci(b['early'], runs)} | "
+                   f"{pct(up_r + err['remove'])} | {pct(up_b + err['restore'])} |")
+    power = simulate_return(MODELS["stall"], runs // 10, SEED + 32, HC, needed=1)
+    out += ["", f"Power: a mesh that brings an endpoint back after one passing probe (healthy_threshold_ignored) is caught "
+            f"by the early rule in {ci(power['early'], runs // 10)} of simulated runs (stall model). Errors rule exact within "
+            f"{n_remove} / {n_restore} requests: {pct(err['remove'])} / {pct(err['restore'])}.", ""]
+    return out
+
+
+def breaking_section(runs: int) -> list[str]:
+    """suites/breaking: a first estimate (no guard yet) of the pending check's timing rules."""
+    from harness.error_budgets import DELAY_MODELS
+    from harness.error_budgets_breaking import simulate_pending_sweep
+
+    out = ["## Circuit breaking: MeshCircuitBreakerMaxPendingRequests (estimate, not yet guarded)", "",
+           "The breakers' limit rules are exact (the echo can never see more in flight than a mesh that keeps its limit "
+           "admits; a marker or a status is the mesh's own answer), so a correct mesh fails them only through timing: "
+           "the overflow-median rule (median 503 latency < 100 ms) and, for this check, \"no accepted request over "
+           "500 ms\" (2 holds + 100 ms). Event simulation of the check's sweep (offered 2, 4, 8, 16 for 1 s each, "
+           "period and hold 200 ms, 2 connections + 2 pending, FIFO), every leg of a request one overhead draw, "
+           f"{runs:,} seeded runs per model (harness/error_budgets_breaking.py):", "",
+           "| model | accepted over 500 ms | overflow median over 100 ms | check fails |", "|---|---|---|---|"]
+    models = {k: BACKOFF_MODELS[k] for k in ("quiet", "loaded", "stall", "wakeup")}
+    models["late0.1"] = DELAY_MODELS["late0.1"]
+    for name, model in models.items():
+        t = simulate_pending_sweep(model, runs, SEED + 40)
+        out.append(f"| {name} | {ci(t['max_ok_latency'], runs)} | {ci(t['overflow_slow'], runs)} | {ci(t['any'], runs)} |")
+    out += ["", "A queued request's client latency is about 2 holds + five legs, so the 100 ms allowance is spent by one "
+            "leg stalled ~70 ms: under the stall model the check fails a correct mesh far above 0.1%. Not fixed here "
+            "(the rule should be judged from the echo's journal — arrival against send — or with a stated tail allowance); "
+            "see the report of issue 14's second pass.", ""]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=_Path)
     parser.add_argument("--quick", action="store_true", help="10x fewer simulated runs")
+    parser.add_argument("--only", choices=["routing-resilience", "balancing"],
+                        help="one group of sections (balancing: bench/results/error_budgets_balancing-*.md)")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     began = time.monotonic()
-    lines = ["# Error budgets of the statistical and timing checks, 2026-12-04 (issue 14)", "",
-             "Produced by `nice -n 19 python3 bench/error_budgets.py --out bench/results/error_budgets-2026-12-04.md` "
-             "(pure decisions, no mesh; seeded, so reproducible). Guard tests on the same code: "
-             "`python3 -m pytest tests/harness/test_split_power.py tests/harness/test_resilience_power.py`.", ""]
-    lines += splits_section(200_000 // scale)
-    lines += backoff_section(200_000 // scale, 20_000 // scale)
-    lines += abort_section()
-    lines += delay_section(50_000 // scale, 2_000 // scale)
+    if args.only == "balancing":
+        lines = ["# Error budgets of the balancing, active-health and (first estimate) breaking checks, 2026-12-04 "
+                 "(issue 14)", "",
+                 "Produced by `nice -n 19 python3 bench/error_budgets.py --only balancing --out "
+                 "bench/results/error_budgets_balancing-2026-12-04.md` (pure decisions, no mesh; seeded, so "
+                 "reproducible). Guard tests on the same code: `python3 -m pytest tests/harness/test_balancing_power.py "
+                 "tests/harness/test_health_decisions.py`. "
+                 "The routing and resilience sections are in error_budgets-2026-12-04.md.", ""]
+    else:
+        lines = ["# Error budgets of the statistical and timing checks, 2026-12-04 (issue 14)", "",
+                 "Produced by `nice -n 19 python3 bench/error_budgets.py --out bench/results/error_budgets-2026-12-04.md` "
+                 "(pure decisions, no mesh; seeded, so reproducible). Guard tests on the same code: "
+                 "`python3 -m pytest tests/harness/test_split_power.py tests/harness/test_resilience_power.py`.", ""]
+    if args.only != "balancing":
+        lines += splits_section(200_000 // scale)
+        lines += backoff_section(200_000 // scale, 20_000 // scale)
+        lines += abort_section()
+        lines += delay_section(50_000 // scale, 2_000 // scale)
+    if args.only != "routing-resilience":
+        lines += balancing_section(200_000 // scale, 50_000 // scale, 100_000 // scale)
+        lines += health_section(1_000_000 // scale)
+        lines += breaking_section(5_000 // scale)
     lines += [f"(computed in {time.monotonic() - began:.0f} s, load average {os.getloadavg()[0]:.1f} on "
               f"{os.cpu_count()} CPUs)", ""]
     text = "\n".join(lines)

@@ -46,16 +46,16 @@ def _judges(adapter, deployment, pool) -> dict[str, Callable[[], tuple[bool, int
     def even(service: str):
         def one():
             r = s.judge_even(adapter, service, pool)
-            return r.passed, r.requests, "" if r.passed else (r.failures[:1] or [r.reason])[0]
+            return r.passed, r.requests, "" if r.passed else (r.wrong[:1] or [r.errors_problem or r.reason])[0]
         return one
 
     def least_request():
         r = s.judge_least_request(adapter, deployment)
-        return r.passed, sum(r.counts.values()), "" if r.passed else (r.failures[:1] or [r.reason])[0]
+        return r.passed, sum(r.counts.values()), "" if r.passed else (r.wrong[:1] or [r.errors_problem or r.reason])[0]
 
     def sticky():
         r = s.judge_sticky(adapter, pool)
-        return r.passed, r.requests, "" if r.passed else f"{len(r.violations)} violations {r.failures[:1]}"
+        return r.passed, r.requests, "" if r.passed else f"{len(r.violations)} violations {r.wrong[:1] or r.errors_problem}"
 
     def remap():
         r = s.judge_remap_on_leave(adapter, deployment, pool)

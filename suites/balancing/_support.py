@@ -21,9 +21,9 @@ from fixtures.echo.answer import echo_identity
 from harness.adapters.base import HttpRequest, HttpResponse
 from harness.stats import Decision
 
-from ._decisions import (CONCURRENCY, EVEN_BATCH, LR_MAX_REQUESTS, REMAP_KEYS, SLOW_DELAY_S, STICKY_KEYS,
-                         STICKY_ROUNDS, RemapVerdict, SlowShareJudge, even_split_test, even_truncated,
-                         judge_remap, sticky_violations)
+from ._decisions import (CONCURRENCY, ERRORS, EVEN_BATCH, LR_MAX_REQUESTS, REMAP_KEYS, SLOW_DELAY_S,
+                         STICKY_KEYS, STICKY_ROUNDS, RemapVerdict, SlowShareJudge, even_split_test,
+                         even_truncated, judge_remap, sticky_violations)
 
 CLIENT = "client-v1-0"
 KEY_HEADER = "x-echo-key"
@@ -48,6 +48,20 @@ def describe(response: HttpResponse) -> str:
     return f"{response.status} {response.error or response.body[:80]!r}"
 
 
+def is_error(response: HttpResponse) -> bool:
+    """A non-echo answer the errors rule counts: no HTTP answer (reset, EOF, timeout) or a 5xx. Any other
+    non-echo answer (a 200 of another service, a 404) is wrong: a correct mesh never gives one."""
+    return response.status is None or response.status >= 500
+
+
+def errors_problem(errors: Sequence[str], requests: int) -> str | None:
+    """The errors rule's finding (None: within it)."""
+    if not ERRORS.exceeded(len(errors), requests):
+        return None
+    return (f"too many errors for a correct mesh ({ERRORS.describe()}): {ERRORS.verdict(len(errors), requests)}, "
+            f"e.g. {errors[0]}")
+
+
 def send_all(mesh, requests: Sequence[HttpRequest], pool: ThreadPoolExecutor) -> list[HttpResponse]:
     return list(pool.map(lambda r: mesh.send(CLIENT, r), requests))
 
@@ -63,35 +77,45 @@ class EvenResult:
     requests: int
     seconds: float
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # non-echo answers the errors rule counts
     truncated: bool = False  # the time cap ended the SPRTs; the fixed-n exact tests decided
+    wrong: list[str] = field(default_factory=list)  # other non-echo answers: a correct mesh gives none
+
+    @property
+    def errors_problem(self) -> str | None:
+        return errors_problem(self.errors, self.requests)
 
     @property
     def passed(self) -> bool:
-        return self.decision is Decision.ACCEPT_H0 and not self.failures
+        return self.decision is Decision.ACCEPT_H0 and not self.wrong and not self.errors_problem
 
 
 def judge_even(mesh, service: str, pool: ThreadPoolExecutor) -> EvenResult:
-    """Batches of 32 requests to ``service`` until the equal-weights sequential test decides."""
+    """Batches of 32 requests to ``service`` until the equal-weights sequential test decides. Errors
+    (:func:`is_error`) are left out of the counts and judged by the errors rule after every batch; any
+    other non-echo answer stops the check."""
     test = even_split_test()
     request = HttpRequest(host=service, path="/balance")
-    failures: list[str] = []
+    errors: list[str] = []
+    wrong: list[str] = []
     began = time.monotonic()
     while test.decision is Decision.CONTINUE and time.monotonic() - began < EVEN_DEADLINE_S:
         answers = send_all(mesh, [request] * EVEN_BATCH, pool)
         endpoints = [endpoint_of(a, service) for a in answers]
-        failures += [describe(a) for a, e in zip(answers, endpoints) if e is None]
-        if failures:
-            break
-        test.update(Counter(endpoints))
+        errors += [describe(a) for a, e in zip(answers, endpoints) if e is None and is_error(a)]
+        wrong += [describe(a) for a, e in zip(answers, endpoints) if e is None and not is_error(a)]
+        if wrong or ERRORS.exceeded(len(errors), test.n + len(errors) + sum(e is not None for e in endpoints)):
+            break  # a wrong answer, or more errors than a correct mesh gives: no share is worth judging
+        test.update(Counter(e for e in endpoints if e is not None))
     decision, reason = test.decision, test.reason
-    truncated = decision in (Decision.CONTINUE, Decision.UNDECIDED) and not failures
+    stopped = bool(wrong) or ERRORS.exceeded(len(errors), test.n + len(errors))
+    truncated = decision in (Decision.CONTINUE, Decision.UNDECIDED) and not stopped
     if truncated:
         passed, why = even_truncated(test.counts)
         decision = Decision.ACCEPT_H0 if passed else Decision.ACCEPT_H1
         reason = f"time cap {EVEN_DEADLINE_S:.0f} s or budget reached: {why}"
-    return EvenResult(service, decision, reason, dict(test.counts), test.n + len(failures),
-                      time.monotonic() - began, test.intervals(0.999), failures, truncated)
+    return EvenResult(service, decision, reason, dict(test.counts), test.n + len(errors) + len(wrong),
+                      time.monotonic() - began, test.intervals(0.999), errors, truncated, wrong)
 
 
 # -- least request against a slow endpoint -------------------------------------------------------------
@@ -104,22 +128,30 @@ class SlowShareResult:
     judged: int
     counts: dict[str, int]
     seconds: float
-    failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # non-echo answers the errors rule counts
+    wrong: list[str] = field(default_factory=list)  # other non-echo answers: a correct mesh gives none
+    requests: int = 0  # answers seen (judged, warm-up, errors)
+
+    @property
+    def errors_problem(self) -> str | None:
+        return errors_problem(self.errors, self.requests)
 
     @property
     def passed(self) -> bool:
-        return self.decision is Decision.ACCEPT_H0 and not self.failures
+        return self.decision is Decision.ACCEPT_H0 and not self.wrong and not self.errors_problem
 
 
 def judge_least_request(mesh, deployment) -> SlowShareResult:
     """Make ``lr-v1-0`` slow (its echo holds this run's key 100 ms), then run ``CONCURRENCY`` senders
     in a closed loop (each sends again as soon as its answer arrives) and feed every answer to the
-    slow-share SPRT until it decides, bounded by ``LR_MAX_REQUESTS`` judged answers and 12 s."""
+    slow-share SPRT until it decides, bounded by ``LR_MAX_REQUESTS`` judged answers and 12 s. Errors are
+    skipped in the judged sequence and judged by the errors rule; any other non-echo answer stops it."""
     key = uuid.uuid4().hex
     deployment.echo(SLOW_WORKLOAD).program_sync(key, [], default={"delay_s": SLOW_DELAY_S})
     judge = SlowShareJudge()
     counts: Counter[str] = Counter()
-    failures: list[str] = []
+    errors: list[str] = []
+    wrong: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
     began = time.monotonic()
@@ -136,12 +168,16 @@ def judge_least_request(mesh, deployment) -> SlowShareResult:
             with lock:
                 if stop.is_set():
                     return
-                if endpoint is None:
-                    failures.append(describe(answer))
+                if endpoint is None and not is_error(answer):
+                    wrong.append(describe(answer))
                     stop.set()
                     return
-                counts[endpoint] += 1
-                if judge.add(seq, endpoint == SLOW_ENDPOINT) is not Decision.CONTINUE:
+                if endpoint is None:
+                    errors.append(describe(answer))
+                else:
+                    counts[endpoint] += 1
+                decided = judge.add(seq, None if endpoint is None else endpoint == SLOW_ENDPOINT)
+                if decided is not Decision.CONTINUE or ERRORS.exceeded(len(errors), judge.seen):
                     stop.set()
 
     threads = [threading.Thread(target=sender, name=f"lr-{i}", daemon=True) for i in range(CONCURRENCY)]
@@ -155,7 +191,7 @@ def judge_least_request(mesh, deployment) -> SlowShareResult:
         decision = Decision.UNDECIDED
         reason = f"{reason}: no decision within {LR_DEADLINE_S:.0f} s"
     return SlowShareResult(decision, reason, judge.share, judge.judged, dict(counts), time.monotonic() - began,
-                           failures)
+                           errors, wrong, judge.seen)
 
 
 # -- ring hash ----------------------------------------------------------------------------------------
@@ -164,17 +200,18 @@ def _ring_request(key: str) -> HttpRequest:
     return HttpRequest(host=RING, path="/balance", headers={HASH_HEADER: key, KEY_HEADER: key})
 
 
-def owners(mesh, keys: Sequence[str], pool: ThreadPoolExecutor) -> tuple[dict[str, str], list[str]]:
-    """The endpoint that answered one request per key, and the failures (non-echo answers)."""
+def owners(mesh, keys: Sequence[str], pool: ThreadPoolExecutor) -> tuple[dict[str, str], list[str], list[str]]:
+    """The endpoint that answered one request per key, the errors (:func:`is_error`) and the wrong
+    answers (any other non-echo answer)."""
     answers = send_all(mesh, [_ring_request(k) for k in keys], pool)
-    found, failures = {}, []
+    found, errors, wrong = {}, [], []
     for k, a in zip(keys, answers):
         e = endpoint_of(a, RING)
         if e is None:
-            failures.append(f"{k}: {describe(a)}")
+            (errors if is_error(a) else wrong).append(f"{k}: {describe(a)}")
         else:
             found[k] = e
-    return found, failures
+    return found, errors, wrong
 
 
 @dataclass
@@ -184,11 +221,16 @@ class StickyResult:
     violations: dict[str, list[str]]
     spread: dict[str, int]
     seconds: float
-    failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+
+    @property
+    def errors_problem(self) -> str | None:
+        return errors_problem(self.errors, self.requests)
 
     @property
     def passed(self) -> bool:
-        return not self.violations and not self.failures
+        return not self.violations and not self.wrong and not self.errors_problem
 
 
 def judge_sticky(mesh, pool: ThreadPoolExecutor, keys: int = STICKY_KEYS, rounds: int = STICKY_ROUNDS,
@@ -199,22 +241,24 @@ def judge_sticky(mesh, pool: ThreadPoolExecutor, keys: int = STICKY_KEYS, rounds
     prefix = uuid.uuid4().hex[:12]
     names = [f"{prefix}-{i}" for i in range(keys)]
     seen: list[tuple[str, str]] = []
-    failures: list[str] = []
+    errors: list[str] = []
+    wrong: list[str] = []
     began = time.monotonic()
     first: dict[str, str] = {}
     for r in range(rounds):
         order = names[:]
         rng.shuffle(order)
-        found, bad = owners(mesh, order, pool)
-        failures += bad
+        found, bad, odd = owners(mesh, order, pool)
+        errors += bad
+        wrong += odd
         seen += list(found.items())
         if r == 0:
             first = found
-        if failures:
+        if wrong or errors_problem(errors, len(seen) + len(errors)):
             break
     counts = Counter(first.values())
-    return StickyResult(keys, len(seen) + len(failures), sticky_violations(seen),
-                        {e: counts.get(e, 0) for e in ("0", "1", "2")}, time.monotonic() - began, failures)
+    return StickyResult(keys, len(seen) + len(errors) + len(wrong), sticky_violations(seen),
+                        {e: counts.get(e, 0) for e in ("0", "1", "2")}, time.monotonic() - began, errors, wrong)
 
 
 @dataclass
@@ -223,11 +267,16 @@ class RemapResult:
     withdraw_seconds: float
     seconds: float
     arrivals_after_leaving: int
-    failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+    requests: int = 0
 
     @property
     def problems(self) -> list[str]:
-        out = list(self.failures[:1])
+        out = [f"{len(self.wrong)} answer(s) neither an echo answer nor an error, e.g. {self.wrong[0]}"] if self.wrong else []
+        too_many = errors_problem(self.errors, self.requests)
+        if too_many:
+            out.append(too_many)
         if self.verdict is not None:
             out += self.verdict.problems
         if self.arrivals_after_leaving:
@@ -248,23 +297,28 @@ def judge_remap_on_leave(mesh, deployment, pool: ThreadPoolExecutor, keys: int =
     prefix = uuid.uuid4().hex[:12]
     names = [f"{prefix}-{i}" for i in range(keys)]
     began = time.monotonic()
-    before, failures = owners(mesh, names, pool)
-    if failures:
-        return RemapResult(None, 0.0, time.monotonic() - began, 0, failures)
+    before, errors, wrong = owners(mesh, names, pool)
+    requests = len(names)
+    if wrong or errors_problem(errors, requests):
+        return RemapResult(None, 0.0, time.monotonic() - began, 0, errors, wrong, requests)
     echo = deployment.echo(LEAVING_WORKLOAD)
     lease = mesh.withdraw_endpoint(LEAVING_WORKLOAD)
     try:
         mark = echo.journal_page_sync(key=uuid.uuid4().hex)[1]
-        after, failures = owners(mesh, names, pool)
+        after, bad, odd = owners(mesh, names, pool)
         wanted = set(names)
         late = sum(1 for a in echo.journal_sync(since=mark) if a["key"] in wanted)
     finally:
         lease.heal()
-    if failures:
-        return RemapResult(None, lease.seconds, time.monotonic() - began, late, failures)
-    # back: the keys that moved, and as many that did not (those already kept their endpoint once)
-    moved = [k for k in names if after[k] != before[k]]
-    kept = [k for k in names if after[k] == before[k]][:len(moved)]
-    back, failures = owners(mesh, moved + kept, pool)
-    verdict = judge_remap(before, after, None if failures else back, LEAVING_ENDPOINT)
-    return RemapResult(verdict, lease.seconds, time.monotonic() - began, late, failures)
+    errors, wrong, requests = errors + bad, wrong + odd, requests + len(names)
+    if wrong or errors_problem(errors, requests):
+        return RemapResult(None, lease.seconds, time.monotonic() - began, late, errors, wrong, requests)
+    # back: the keys that moved, and as many that did not (those already kept their endpoint once);
+    # keys with an error before or after are left out (errors rule)
+    both = [k for k in names if k in before and k in after]
+    moved = [k for k in both if after[k] != before[k]]
+    kept = [k for k in both if after[k] == before[k]][:len(moved)]
+    back, bad, odd = owners(mesh, moved + kept, pool)
+    errors, wrong, requests = errors + bad, wrong + odd, requests + len(moved) + len(kept)
+    verdict = judge_remap(before, after, back, LEAVING_ENDPOINT)
+    return RemapResult(verdict, lease.seconds, time.monotonic() - began, late, errors, wrong, requests)
