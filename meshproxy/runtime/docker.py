@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from meshproxy import defects as defects_module
+from meshproxy.runtime.common import ControlPlaneMesh
 from meshproxy.runtime.local import JOIN_TOKEN_TTL_S, MeshStartError
 from meshruntime import layout as layout_module
 from meshruntime.control import split_component
@@ -134,7 +135,7 @@ class _Pod:
         return f"127.0.0.1:{self.published[port]}"
 
 
-class DockerMesh:
+class DockerMesh(ControlPlaneMesh):
     """A whole reference mesh in containers; same surface as LocalMesh (start, apply, state, stop, and
     ProcessControl by component name: "controlplane", "<workload>", "<workload>/echo")."""
 
@@ -162,10 +163,6 @@ class DockerMesh:
         self._started = False
 
     # -- addresses ----------------------------------------------------------------------------------
-    @property
-    def bundle_path(self) -> Path:
-        return self.state_dir / "bundle.pem"
-
     @property
     def gateway_ip(self) -> str:
         return str(self.subnet.network_address + 1)
@@ -218,40 +215,6 @@ class DockerMesh:
                 raise
             return self.state
 
-    def apply(self, scenario: Scenario, timeout: float = 30.0) -> float:
-        if not self.can_apply(scenario):
-            raise ValueError("apply() cannot change the workloads or the trust domain; start a new mesh")
-        began = time.monotonic()
-        self._put_scenario(scenario, began + timeout)
-        self.scenario = scenario
-        self._wait_in_effect(began + timeout)
-        return time.monotonic() - began
-
-    def _put_scenario(self, scenario: Scenario, deadline: float) -> None:
-        """Store ``scenario``; while the control plane is down (killed, not restarted yet), wait for it by
-        ``deadline`` (as LocalMesh does: a change applied meanwhile reaches the proxies once it is back)."""
-        from meshproxy.cpclient import ControlPlaneUnavailable
-
-        while True:  # bounded: each round stores, raises, or waits for the control plane by deadline
-            try:
-                self._client.put_scenario(scenario)
-                return
-            except ControlPlaneUnavailable:
-                if time.monotonic() >= deadline:
-                    raise
-            wait_until(self._client_healthy, timeout=max(0.0, deadline - time.monotonic()), interval=0.1,
-                       what="the control plane to answer again")
-
-    def wait_in_effect(self, timeout: float = 30.0) -> float:
-        began = time.monotonic()
-        self._wait_in_effect(began + timeout)
-        return time.monotonic() - began
-
-    def can_apply(self, scenario: Scenario) -> bool:
-        return (scenario.trust_domain == self.scenario.trust_domain
-                and [w.model_dump() for w in scenario.workloads()]
-                == [w.model_dump() for w in self.scenario.workloads()])
-
     def stop(self) -> None:
         """Remove every container of this run (sidecars first, so they can deregister) and its network."""
         with self._lock:
@@ -277,17 +240,6 @@ class DockerMesh:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
             self._started = False
             atexit.unregister(self.stop)
-
-    @property
-    def running(self) -> bool:
-        return self._started
-
-    def __enter__(self) -> "DockerMesh":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # -- ProcessControl: containers --------------------------------------------------------------------
     def container_of(self, component: str) -> str:
@@ -425,21 +377,6 @@ class DockerMesh:
             "workloads": workloads,
         }
 
-    def write_state(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(self.state, out, indent=2)
-        os.replace(tmp, path)
-        return path
-
-    @property
-    def client(self):
-        if self._client is None:
-            raise RuntimeError("the mesh is not started")
-        return self._client
-
     # -- creating things --------------------------------------------------------------------------------
     def _labels(self, component: str) -> dict[str, str]:
         labels = {LABEL_RUN: self.run_id, LABEL_OWNER: self.owner, LABEL_COMPONENT: component}
@@ -553,9 +490,6 @@ class DockerMesh:
                      "--instance", str(workload.instance)])
         self._docker.api.start(pod.echo)
 
-    def _work_dir(self, workload: str) -> Path:
-        return self.state_dir / "workloads" / workload
-
     def _write_bootstrap(self, pod: _Pod) -> str:
         w = pod.workload
         work = self._work_dir(w.name)
@@ -651,12 +585,6 @@ class DockerMesh:
             wait_until(ready, timeout=max(0.0, deadline - time.monotonic()), what=what, abort=exited)
         except TimeoutError as exc:
             raise MeshStartError(f"{exc}\n--- last lines of container {cid[:12]} ---\n{self._logs_of(cid)}") from None
-
-    def _client_healthy(self) -> bool:
-        try:
-            return bool(self._client.healthz())
-        except Exception:
-            return False
 
     def _wait_echo_ready(self, name: str, deadline: float) -> None:
         from meshruntime.processes import http_ok

@@ -28,6 +28,7 @@ from typing import Any, Mapping
 
 from meshscenario import Scenario, Workload
 from meshproxy import defects as defects_module
+from meshproxy.runtime.common import ControlPlaneMesh
 from meshruntime import layout as layout_module
 from meshruntime.control import ProcessControlled
 from meshruntime.processes import ManagedProcess, http_ok, stop_all, wait_ready, wait_until
@@ -40,7 +41,7 @@ class MeshStartError(RuntimeError):
     """A component did not become ready; the message carries the tail of its log."""
 
 
-class LocalMesh(ProcessControlled):
+class LocalMesh(ControlPlaneMesh, ProcessControlled):
     def __init__(self, scenario: Scenario, *, state_dir: str | Path | None = None, run_id: str | None = None,
                  defects: Mapping[str, Any] | None = None, block: str | None = None,
                  python: str = sys.executable, log_dir: str | Path | None = None):
@@ -64,18 +65,11 @@ class LocalMesh(ProcessControlled):
 
     # -- paths -----------------------------------------------------------------------------------
     @property
-    def bundle_path(self) -> Path:
-        return self.state_dir / "bundle.pem"
-
-    @property
     def controlplane_url(self) -> str:
         return f"https://{self.layout.controlplane}"
 
     def _logs(self) -> Path:
         return self.log_dir or self.state_dir / "logs"
-
-    def _work_dir(self, workload: str) -> Path:
-        return self.state_dir / "workloads" / workload
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> dict[str, Any]:
@@ -112,51 +106,6 @@ class LocalMesh(ProcessControlled):
                 raise
             return self.state
 
-    def apply(self, scenario: Scenario, timeout: float = 30.0) -> float:
-        """Put ``scenario`` and wait until every workload acked it; returns the seconds that took.
-
-        Only the policies and routes may change: a different set of workloads or trust domain needs a
-        new mesh (see :meth:`can_apply`).
-
-        While the control plane is down (killed, not started again yet) the change is queued here: this
-        call waits until the control plane answers again (its restart), then stores the change and waits
-        for it to be in effect, all within ``timeout`` (as ``kubectl apply`` while istiod is down: the
-        change is kept and reaches the proxies once istiod is back).
-        """
-        if not self.can_apply(scenario):
-            raise ValueError("apply() cannot change the workloads or the trust domain; start a new mesh")
-        began = time.monotonic()
-        self._put_scenario(scenario, began + timeout)
-        self.scenario = scenario
-        self._wait_in_effect(began + timeout)
-        return time.monotonic() - began
-
-    def _put_scenario(self, scenario: Scenario, deadline: float) -> None:
-        """Store ``scenario`` in the control plane; while it is unreachable, wait for it (bounded)."""
-        from meshproxy.cpclient import ControlPlaneUnavailable
-
-        while True:  # bounded: each round either stores, raises, or waits for the control plane by deadline
-            try:
-                self._client.put_scenario(scenario)
-                return
-            except ControlPlaneUnavailable:
-                if time.monotonic() >= deadline:
-                    raise
-            wait_until(self._client_healthy, timeout=max(0.0, deadline - time.monotonic()), interval=0.1,
-                       what="the control plane to answer again (a change applied while it is down waits for it)")
-
-    def wait_in_effect(self, timeout: float = 30.0) -> float:
-        """Wait until every workload acked the current generation (e.g. after an endpoint override)."""
-        began = time.monotonic()
-        self._wait_in_effect(began + timeout)
-        return time.monotonic() - began
-
-    def can_apply(self, scenario: Scenario) -> bool:
-        """True when ``scenario`` runs on this mesh's processes (same workloads and trust domain)."""
-        return (scenario.trust_domain == self.scenario.trust_domain
-                and [w.model_dump() for w in scenario.workloads()]
-                == [w.model_dump() for w in self.scenario.workloads()])
-
     def stop(self) -> None:
         """SIGTERM every process group, SIGKILL after 3 s, remove a temporary state dir. Idempotent."""
         with self._lock:
@@ -174,17 +123,6 @@ class LocalMesh(ProcessControlled):
                 shutil.rmtree(self.state_dir, ignore_errors=True)
             self._started = False
             atexit.unregister(self.stop)
-
-    @property
-    def running(self) -> bool:
-        return self._started
-
-    def __enter__(self) -> "LocalMesh":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # -- ProcessControl (meshruntime.control): kill/pause/resume/restart("<component>") ---------------
     # -- reaching the harness from the mesh (DockerMesh has the same three) ----------------------------
@@ -253,23 +191,6 @@ class LocalMesh(ProcessControlled):
             "workloads": workloads,
         }
 
-    def write_state(self, path: str | Path) -> Path:
-        """Write the state as JSON, mode 0600 (it holds the admin token), atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(self.state, out, indent=2)
-        os.replace(tmp, path)
-        return path
-
-    @property
-    def client(self):
-        """The admin ControlPlaneClient of this mesh."""
-        if self._client is None:
-            raise RuntimeError("the mesh is not started")
-        return self._client
-
     # -- starting parts -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -300,12 +221,6 @@ class LocalMesh(ProcessControlled):
             self._client = ControlPlaneClient(self.controlplane_url, self.bundle_path,
                                               admin_token=self.admin_token)
         self._wait(proc, what, deadline, self._client_healthy)
-
-    def _client_healthy(self) -> bool:
-        try:
-            return bool(self._client.healthz())
-        except Exception:  # not listening yet
-            return False
 
     def _start_echo(self, workload: Workload) -> None:
         addr = self.layout.workloads[workload.name]
