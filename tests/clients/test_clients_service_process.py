@@ -36,7 +36,7 @@ def test_the_entry_point_prints_its_ready_line_and_exits_0_on_sigint(service_ip)
 
 
 def test_it_exits_when_its_owner_dies(service_ip):
-    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.DEVNULL)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.DEVNULL)  # an owner to kill
     service = None
     try:
         service = FaultService(service_ip, owner=owner.pid).start()

@@ -45,7 +45,7 @@ def test_kill_9_of_a_pytest_with_faults_in_place_leaves_nothing(tmp_path, loopba
                             print("FAULTS IN PLACE", flush=True)
                             deadline = time.monotonic() + 60
                             while time.monotonic() < deadline:   # until it is killed (bounded)
-                                time.sleep(0.1)
+                                time.sleep(0.1)  # idle pace while it waits to be killed
         """))
         out = tmp_path / "child.out"
         with open(out, "wb") as sink:
@@ -115,7 +115,7 @@ def test_a_runs_service_dies_with_its_run_and_sweep_finds_nothing_left(tmp_path,
         print("SERVICE", served.process.pid, flush=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:   # until it is killed (bounded)
-            time.sleep(0.1)
+            time.sleep(0.1)  # idle pace while it waits to be killed
     """))
     out = tmp_path / "run.out"
     with open(out, "wb") as sink:

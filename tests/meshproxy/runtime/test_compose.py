@@ -58,7 +58,7 @@ def test_compose_up_healthy_and_a_request_through_it(kind):
             healthy = client.api.containers(filters={**label, "health": "healthy"})
             if len(healthy) == SERVICES or time.monotonic() > deadline:
                 break
-            time.sleep(0.5)
+            time.sleep(0.5)  # polling pace of the health states, bounded by the deadline above
         assert len(healthy) == SERVICES, [c["Names"][0] + " " + c["Status"] for c in client.api.containers(all=True, filters=label)]
         seconds = time.monotonic() - began
         conn = http.client.HTTPConnection("127.0.0.1", 15001, timeout=10)

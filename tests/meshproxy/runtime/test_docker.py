@@ -144,7 +144,7 @@ def test_a_sigkilled_owner_leaves_what_sweep_removes(docker_client, tmp_path):
         mesh = DockerMesh(small_scenario())
         mesh.start()
         open({str(ready)!r}, "w").write(mesh.run_id)
-        time.sleep(120)
+        time.sleep(120)  # the owner holds its mesh until the test kills it
     """)
     owner = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     try:

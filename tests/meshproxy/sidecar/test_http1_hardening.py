@@ -313,7 +313,7 @@ async def test_admin_connections_are_capped_and_counted(admin):
     for _ in range(200):
         if sidecar.admin_gate.open == 0:
             break
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # polling pace, bounded by the 200 rounds
     assert sidecar.admin_gate.open == 0 and sidecar.gate.open == 0
     answer = parse_response(await raw_exchange(ip, port, b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
     assert answer.status == 200
