@@ -97,6 +97,43 @@ def test_children_die_with_an_owner_killed_by_sigkill(tmp_path):
     assert tagged_processes(run_id) == []
 
 
+def test_a_paused_child_dies_with_an_owner_killed_by_sigkill(tmp_path):
+    """A chaos run killed while it holds a process paused (SIGSTOP) leaves nothing: the parent-death
+    SIGKILL ends a stopped process too."""
+    run_id = _run_id()
+    owner_script = textwrap.dedent(f"""
+        import signal, sys
+        from pathlib import Path
+        from meshruntime.processes import ManagedProcess
+        proc = ManagedProcess("paused", {SLEEPER!r}, run_id={run_id!r}, log_path=Path({str(tmp_path)!r}) / "p.log")
+        proc.start()
+        proc.signal_group(signal.SIGSTOP)
+        print(proc.pid, flush=True)
+        sys.stdin.read()
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", owner_script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        pid = int(owner.stdout.readline())
+        wait_until(lambda: _state(pid) == "T", timeout=5, what="child paused")
+        owner.kill()
+        owner.wait(timeout=5)
+        wait_until(lambda: _gone(pid), timeout=5, what="paused child of a SIGKILLed owner gone")
+    finally:
+        owner.kill()
+        owner.wait(timeout=5)
+        sweep(run_id)
+    assert tagged_processes(run_id) == []
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def test_sweep_kills_orphans_only(tmp_path):
     """A tagged process whose owner is gone is swept; one whose owner lives is left alone."""
     run_id = _run_id()
