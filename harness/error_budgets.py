@@ -275,14 +275,19 @@ def simulate_backoff(model: Model, mode: str, runs: int, seed: int, *, base: flo
             gaps[n] = model.timer(wait, rng) + model.overhead(rng, shape)
         control = model.overhead(rng, (r, control_gaps))
         fails = backoff_fails_batch(gaps, control, base=base, cap=cap)
-        any_ = np.zeros(r, bool)
-        for name, f in fails.items():
-            totals[name] = totals.get(name, 0) + int(f.sum())
-            any_ |= f
-        totals["any"] = totals.get("any", 0) + int(any_.sum())
+        _tally(totals, fails, r)
         done += r
     totals["runs"] = runs
     return totals
+
+
+def _tally(totals: dict[str, int], fails: dict[str, np.ndarray], runs: int) -> None:
+    """Add a batch's failures to ``totals``: per rule, and ``any`` (a run failed by at least one rule)."""
+    any_ = np.zeros(runs, bool)
+    for name, f in fails.items():
+        totals[name] = totals.get(name, 0) + int(f.sum())
+        any_ |= f
+    totals["any"] = totals.get("any", 0) + int(any_.sum())
 
 
 # -- fault delay ---------------------------------------------------------------------------------------
@@ -307,11 +312,7 @@ def simulate_delay(model: Model, runs: int, seed: int, *, share: float = 0.3, de
         latency = np.where(delayed, model.timer(np.full((r, n), true_delay_s)), 0.0) + model.overhead(rng, (r, n))
         control = model.overhead(rng, (r, m))
         fails = delay_fails_batch(latency, control, p0=declared, delay_s=delay_s)
-        any_ = np.zeros(r, bool)
-        for name, f in fails.items():
-            totals[name] = totals.get(name, 0) + int(f.sum())
-            any_ |= f
-        totals["any"] = totals.get("any", 0) + int(any_.sum())
+        _tally(totals, fails, r)
         done += r
     totals["runs"] = runs
     return totals
