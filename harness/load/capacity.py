@@ -11,7 +11,10 @@ some rate (MeshThroughput), it asks how fast the meter itself can go against the
 The search is bounded in steps and wall time: doubling from the lowest rate until a step fails, then
 bisection between the highest passing and the lowest failing rate until they are within
 ``resolution`` of each other. A step passes when the meter's send lag p99 (actual − intended send
-time, the meter's own lateness) is within the limit and no request failed; with ``processes`` > 1,
+time, the meter's own lateness) is within the limit and no request failed. With ``repeats`` = k > 1 a
+step is k runs one after the other: the run with the median send lag p99 decides the lag (one pause of
+the whole machine in a minority of the runs does not end the search), every run's failed requests
+count. With ``processes`` > 1,
 the step's rate is split over that many meter processes side by side and their results are merged
 (``LoadResult.merge``: send lag is the worst process's). Every rate here is the total the target
 receives.
@@ -99,13 +102,23 @@ class Row:
     cpu_s: float = 0.0
     wall_s: float = 0.0  # the step's wall time, process start included
     failed: StopReason | None = None  # None: within limits; else LAG_LIMIT or ERRORS
+    repeats_send_lag_p99_us: tuple[int, ...] = ()  # every run's, when the step was several runs
 
     @classmethod
-    def of(cls, rate: float, result: LoadResult, plan: SearchPlan, wall_s: float = 0.0) -> "Row":
-        row = cls(rate=rate, send_lag_p50_us=result.send_lag_p50_us, send_lag_p99_us=result.send_lag_p99_us,
-                  achieved_rate=round(result.achieved_rate, 1), sent=result.sent, errors=result.errors,
-                  connections_opened=result.connections_opened, cpu_s=round(result.cpu_s, 4),
-                  wall_s=round(wall_s, 3))
+    def of(cls, rate: float, result: LoadResult | Sequence[LoadResult], plan: SearchPlan,
+           wall_s: float = 0.0) -> "Row":
+        """The row of one step: one run, or several (the median send lag p99 decides the lag; the
+        errors are every run's; sent, CPU and connections are totals, the rest the median run's)."""
+        runs = [result] if isinstance(result, LoadResult) else list(result)
+        if not runs:
+            raise ValueError("a step needs at least one run")
+        median = sorted(runs, key=lambda r: r.send_lag_p99_us)[(len(runs) - 1) // 2]
+        row = cls(rate=rate, send_lag_p50_us=median.send_lag_p50_us, send_lag_p99_us=median.send_lag_p99_us,
+                  achieved_rate=round(median.achieved_rate, 1), sent=sum(r.sent for r in runs),
+                  errors=sum(r.errors for r in runs),
+                  connections_opened=sum(r.connections_opened for r in runs),
+                  cpu_s=round(sum(r.cpu_s for r in runs), 4), wall_s=round(wall_s, 3),
+                  repeats_send_lag_p99_us=tuple(r.send_lag_p99_us for r in runs) if len(runs) > 1 else ())
         return cls(**{**asdict(row), "failed": verdict(row, plan)})
 
 
@@ -187,7 +200,7 @@ class Capacity:
 
 # -- drivers -----------------------------------------------------------------------------------------
 def _plan(lag_p99_limit_us: float, rates: tuple[float, float], step_s: float, processes: int,
-          deadline_s: float, resolution: float, max_steps: int) -> SearchPlan:
+          deadline_s: float, resolution: float, max_steps: int, repeats: int) -> SearchPlan:
     if len(rates) != 2:
         raise ValueError(f"rates must be (lowest, highest), got {rates!r}")
     if step_s <= 0:
@@ -196,6 +209,8 @@ def _plan(lag_p99_limit_us: float, rates: tuple[float, float], step_s: float, pr
         raise ValueError(f"processes must be at least 1, got {processes}")
     if deadline_s <= 0:
         raise ValueError(f"deadline_s must be above 0, got {deadline_s}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     return SearchPlan(lowest=float(rates[0]), highest=float(rates[1]), lag_p99_limit_us=lag_p99_limit_us,
                       resolution=resolution, max_steps=max_steps)
 
@@ -217,35 +232,36 @@ def _check_probe(target: Target, result: LoadResult) -> None:
                                  f"({result.sent} requests: {got}; {result.errors} errors)")
 
 
-def _step_cost(rows: Sequence[Row], step_s: float) -> float:
-    return max((r.wall_s for r in rows), default=step_s + _FIRST_STEP_OVERHEAD_S)
+def _step_cost(rows: Sequence[Row], step_s: float, repeats: int = 1) -> float:
+    return max((r.wall_s for r in rows), default=repeats * (step_s + _FIRST_STEP_OVERHEAD_S))
 
 
 def meter_capacity(target: Target, *, lag_p99_limit_us: float = 200.0,
                    rates: tuple[float, float] = DEFAULT_RATES, step_s: float = DEFAULT_STEP_S,
                    processes: int = 1, deadline_s: float = DEFAULT_DEADLINE_S, resolution: float = 0.1,
-                   max_steps: int = 12,
+                   max_steps: int = 12, repeats: int = 1,
                    measure_fn: Callable[[Target, OpenLoop | ClosedLoop], LoadResult] = measure) -> Capacity:
     """Search the meter's capacity against ``target`` (see the module docstring); blocks.
 
     Raises TargetNotAnswering when a probe gets no answer, ValueError for a bad argument. The search
-    stops starting steps once the next would end after ``deadline_s``; the probe and every step run
-    in fresh meter processes. With the defaults it takes ~5-10 s.
+    stops starting steps once the next would end after ``deadline_s``; the probe and every run of a
+    step (``repeats`` runs per step) run in fresh meter processes. With the defaults it takes ~5-10 s.
     """
-    plan = _plan(lag_p99_limit_us, rates, step_s, processes, deadline_s, resolution, max_steps)
+    plan = _plan(lag_p99_limit_us, rates, step_s, processes, deadline_s, resolution, max_steps, repeats)
     started = time.monotonic()
     _check_probe(target, measure_fn(target, _PROBE))
     rows: list[Row] = []
     with ThreadPoolExecutor(max_workers=processes) as pool:
         while True:
             decision = decide(rows, plan, time_left_s=deadline_s - (time.monotonic() - started),
-                              step_cost_s=_step_cost(rows, step_s))
+                              step_cost_s=_step_cost(rows, step_s, repeats))
             if isinstance(decision, Stop):
                 break
             load = _step_load(decision, step_s, processes)
             step_started = time.monotonic()
-            parts = list(pool.map(lambda _: measure_fn(target, load), range(processes)))
-            rows.append(Row.of(decision, LoadResult.merge(parts), plan, time.monotonic() - step_started))
+            runs = [LoadResult.merge(list(pool.map(lambda _: measure_fn(target, load), range(processes))))
+                    for _ in range(repeats)]
+            rows.append(Row.of(decision, runs, plan, time.monotonic() - step_started))
     return Capacity(target.address, processes, lag_p99_limit_us, decision.rate, decision.reason, rows,
                     round(time.monotonic() - started, 2))
 
@@ -253,22 +269,25 @@ def meter_capacity(target: Target, *, lag_p99_limit_us: float = 200.0,
 async def meter_capacity_async(
         target: Target, *, lag_p99_limit_us: float = 200.0, rates: tuple[float, float] = DEFAULT_RATES,
         step_s: float = DEFAULT_STEP_S, processes: int = 1, deadline_s: float = DEFAULT_DEADLINE_S,
-        resolution: float = 0.1, max_steps: int = 12,
+        resolution: float = 0.1, max_steps: int = 12, repeats: int = 1,
         measure_fn: Callable[[Target, OpenLoop | ClosedLoop], Awaitable[LoadResult]] = measure_async) -> Capacity:
     """As ``meter_capacity``, without blocking the caller's event loop (a target served on it keeps
     serving)."""
-    plan = _plan(lag_p99_limit_us, rates, step_s, processes, deadline_s, resolution, max_steps)
+    plan = _plan(lag_p99_limit_us, rates, step_s, processes, deadline_s, resolution, max_steps, repeats)
     started = time.monotonic()
     _check_probe(target, await measure_fn(target, _PROBE))
     rows: list[Row] = []
     while True:
         decision = decide(rows, plan, time_left_s=deadline_s - (time.monotonic() - started),
-                          step_cost_s=_step_cost(rows, step_s))
+                          step_cost_s=_step_cost(rows, step_s, repeats))
         if isinstance(decision, Stop):
             break
         load = _step_load(decision, step_s, processes)
         step_started = time.monotonic()
-        parts = await asyncio.gather(*(measure_fn(target, load) for _ in range(processes)))
-        rows.append(Row.of(decision, LoadResult.merge(list(parts)), plan, time.monotonic() - step_started))
+        runs = []
+        for _ in range(repeats):
+            parts = await asyncio.gather(*(measure_fn(target, load) for _ in range(processes)))
+            runs.append(LoadResult.merge(list(parts)))
+        rows.append(Row.of(decision, runs, plan, time.monotonic() - step_started))
     return Capacity(target.address, processes, lag_p99_limit_us, decision.rate, decision.reason, rows,
                     round(time.monotonic() - started, 2))

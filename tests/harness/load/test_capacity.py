@@ -153,6 +153,42 @@ def test_the_top_of_the_range_and_a_limit_below_the_range_are_reported():
     assert below.to_dict()["reason"] == "lag limit" and below.to_dict()["rows"][0]["failed"] == "lag limit"
 
 
+class ScriptedMeter(ModelMeter):
+    """On time, except the runs whose index (counting open-loop runs from 0) is in ``late`` (a pause of
+    the whole machine: 5 ms of send lag) or in ``failing`` (one request failed)."""
+
+    def __init__(self, late=(), failing=()):
+        super().__init__(capacity=1e9)
+        self.late, self.failing, self.runs = set(late), set(failing), 0
+
+    def __call__(self, target, load):
+        if not isinstance(load, OpenLoop):
+            return super().__call__(target, load)
+        i, self.runs = self.runs, self.runs + 1
+        sent = round(load.rate * load.duration_s)
+        return self._result(sent=sent, count=sent - (i in self.failing), errors=int(i in self.failing),
+                            lag=5000 if i in self.late else 40, rate=load.rate, statuses={"200": sent})
+
+
+def test_with_repeats_the_median_run_decides_the_lag_so_one_paused_run_of_three_does_not_end_the_search():
+    cap = meter_capacity(Target("127.0.0.1:1"), rates=(1000, 4000), repeats=3, measure_fn=ScriptedMeter(late={0}))
+    assert cap.reason is StopReason.TOP_OF_RANGE and cap.rate == 4000
+    first = cap.rows[0]
+    assert first.failed is None and first.repeats_send_lag_p99_us == (5000, 40, 40) and first.send_lag_p99_us == 40
+    assert first.sent == 3 * 500  # every run's requests
+
+
+def test_with_repeats_two_paused_runs_of_three_fail_the_step_on_lag():
+    cap = meter_capacity(Target("127.0.0.1:1"), rates=(1000, 4000), repeats=3,
+                         measure_fn=ScriptedMeter(late={0, 2}))
+    assert cap.rate is None and cap.reason is StopReason.LAG_LIMIT and cap.rows[0].send_lag_p99_us == 5000
+
+
+def test_with_repeats_a_failed_request_in_any_run_fails_the_step():
+    cap = meter_capacity(Target("127.0.0.1:1"), rates=(1000, 4000), repeats=3, measure_fn=ScriptedMeter(failing={1}))
+    assert cap.rate is None and cap.reason is StopReason.ERRORS and cap.rows[0].errors == 1
+
+
 def test_a_target_that_does_not_answer_is_a_clear_error_before_any_step():
     model = ModelMeter(capacity=5000, answers=False)
     with pytest.raises(TargetNotAnswering, match="127.0.0.1:1 did not answer"):
@@ -161,7 +197,8 @@ def test_a_target_that_does_not_answer_is_a_clear_error_before_any_step():
 
 
 @pytest.mark.parametrize("kwargs, name", [({"step_s": 0}, "step_s"), ({"processes": 0}, "processes"),
-                                          ({"deadline_s": -1}, "deadline_s"), ({"rates": (1, 2, 3)}, "rates")])
+                                          ({"deadline_s": -1}, "deadline_s"), ({"rates": (1, 2, 3)}, "rates"),
+                                          ({"repeats": 0}, "repeats")])
 def test_bad_driver_arguments_are_refused_naming_them(kwargs, name):
     with pytest.raises(ValueError, match=name):
         meter_capacity(Target("127.0.0.1:1"), measure_fn=ModelMeter(1000), **kwargs)
