@@ -24,7 +24,8 @@ KNOWN = frozenset({
     "ignore_header_match", "ignore_path_prefix", "no_route_status",
     "rr_bias", "lr_random", "ring_not_sticky", "ring_remap_all", "random_bias",
     # circuit breaking and outlier detection (suites/breaking)
-    "breaker_ignored", "breaker_limit_delta", "overflow_queued", "no_overload_marker", "retry_breaker_ignored",
+    "breaker_ignored", "breaker_limit_delta", "pending_limit_delta", "overflow_queued", "no_overload_marker",
+    "retry_breaker_ignored",
     "ejection_never_ends", "ejection_not_multiplied", "max_ejection_percent_ignored", "eject_late",
     # active health checks (suites/health)
     "health_check_ignored", "healthy_threshold_ignored",
@@ -46,6 +47,16 @@ KNOWN = frozenset({
     # own); trailer fields merged into the headers; a second Host line accepted and forwarded; CONNECT
     # forwarded like any request; a listener that refused bad input refuses every connection afterwards
     "forward_cl_te", "merge_trailers", "accept_duplicate_host", "accept_connect", "wedged_after_bad_input",
+    # hardening, resources (http1.py, limits.py, inbound.py): request headers may trickle in for ever; a
+    # declared body may stall for ever; any number and size of request headers is forwarded; a TLS
+    # handshake may stall for ever; a closed connection's slot is never freed (param: the connection cap)
+    "no_header_timeout", "no_body_timeout", "no_header_limits", "no_handshake_timeout", "leak_connection_slots",
+    # observability (suites/observability), in meshproxy/sidecar/telemetry.py and outbound.py: retried tries
+    # missing from the retry counter and the destination reporter; traceparent/B3 not forwarded upstream;
+    # the inbound span parented on the app's span instead of the outbound's; no access-log line for
+    # answers >= 500; istio_requests_total crediting another workload as the source
+    "metrics_miss_retries", "drop_traceparent", "span_wrong_parent", "access_log_skips_errors",
+    "graph_wrong_source",
 })
 
 

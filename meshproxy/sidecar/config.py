@@ -55,6 +55,15 @@ class Snapshot:
             by_version.setdefault((ep["service"], ep["version"]), []).append(ep["address"])
         self._by_version = by_version
         self.destinations = destinations
+        # telemetry (docs/architecture.md "Telemetry"): who is behind an address, what to report
+        self.workload_at = {ep["address"]: name for name, ep in endpoints.items()}
+        self.service_of = {w.name: w.service for w in scenario.workloads()}
+        self.service_of.update((name, ep["service"]) for name, ep in endpoints.items())
+        telemetry = scenario.telemetry
+        self.access_log = telemetry.access_log
+        self.zipkin = telemetry.tracing.zipkin if telemetry.tracing is not None else None
+        self.sampling = telemetry.tracing.sampling if telemetry.tracing is not None else None
+        self.telemetry_on = self.access_log or self.zipkin is not None
 
     def endpoints_of(self, service: str, version: str) -> list[str]:
         return self._by_version.get((service, version), [])

@@ -30,6 +30,7 @@ class Destination:
         self.name = name
         self.spiffe_id = spiffe_id
         self.policy = policy
+        self.stats = metrics.istio.cluster(name)  # Envoy's per-cluster counters (envoy_cluster_*)
         self.use_tls = policy.mtls.mode is not MtlsMode.DISABLE and not defects.active("plaintext_between_sidecars")
         self.breaker = CircuitBreaker(policy.circuit_breaker, defects)
         self.outlier = OutlierDetector(policy.outlier_detection, loop.time, defects)

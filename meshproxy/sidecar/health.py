@@ -56,6 +56,7 @@ class ActiveHealthCheck:
     def __init__(self, prober: HealthProber, name: str, spiffe_id: str, use_tls: bool, checker: HealthChecker,
                  loop: asyncio.AbstractEventLoop):
         self.prober = prober
+        self.name = name
         self.checker = checker
         self.spiffe_id = spiffe_id
         self.use_tls = use_tls
@@ -113,6 +114,8 @@ class _Session:
         self.task = None
         if self.closed:
             return
+        if status != 200:  # Envoy's health_check.failure: a probe that did not pass
+            owner.prober.metrics.istio.cluster(owner.name).health_check_failure += 1
         if owner.checker.record(self.endpoint, classify(status)):
             log.info("health check: %s is now %s", self.endpoint,
                      "healthy" if owner.checker.is_healthy(self.endpoint) else "unhealthy")

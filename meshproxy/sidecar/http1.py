@@ -28,7 +28,13 @@ with its authority as Host (RFC 9112 §3.2.2); ``*`` is for OPTIONS only; other 
 PRI and upgrade requests (``Connection: upgrade`` with ``Upgrade``) are refused with one 400 and a close
 when their headers are complete, before anything is dispatched; requests pipelined before a refused one
 are answered first. Upstream: a 101 (we never ask to upgrade) or a status outside 100..599 is a
-protocol error of the upstream (a failed try), never forwarded.
+protocol error of the upstream (a failed try), never forwarded. So is any invalid response (garbage, a
+bad status line, CL+TE, more than ``Limits.max_response_headers`` headers or
+``max_response_header_bytes`` of head, a head or body cut short by a close): the caller gets one 502 of
+ours (a reset before the first response byte stays a 503; so is a response begun and then stalled for
+``Limits.body_timeout_s``), its own connection stays open (its request
+was well framed), and the upstream connection is closed, never reused. Bytes from an upstream
+connection that has no request in flight (idle in the pool, or after a complete response) close it.
 
 llhttp already refuses the request-smuggling shapes (Content-Length with Transfer-Encoding, a
 Transfer-Encoding that is not exactly ``chunked`` last, duplicate or list Content-Length, whitespace
@@ -41,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any, Callable
 
@@ -59,18 +66,36 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _REFUSED_METHODS = {b"CONNECT": b"CONNECT is not supported",
                     b"PRI": b"PRI is the HTTP/2 connection preface, not an HTTP/1 request"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# trace context and the caller's workload (docs/architecture.md "Telemetry"): when a listener drops one of
+# these (its ``drop`` set), the pair is kept aside on ``Request.trace`` for the handler, never forwarded
+CAPTURED = frozenset({b"traceparent", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled",
+                      b"x-envoy-peer-metadata-id"})
 
 
 class _WireDefects:
     """The deliberate defects of meshproxy/defects.py honoured here (suites/hardening proves each is
     caught), read once per process; None in a correct mesh, so the hot path tests one attribute."""
 
-    NAMES = ("forward_cl_te", "merge_trailers", "accept_duplicate_host", "accept_connect", "wedged_after_bad_input")
+    NAMES = ("forward_cl_te", "merge_trailers", "accept_duplicate_host", "accept_connect", "wedged_after_bad_input",
+             "no_header_timeout", "no_body_timeout", "no_header_limits")
 
     def __init__(self, defects: _defects.Defects):
-        self.cl_te, self.merge_trailers, self.duplicate_host, self.connect, self.wedge = (
-            defects.active(n) for n in self.NAMES)
+        (self.cl_te, self.merge_trailers, self.duplicate_host, self.connect, self.wedge, self.no_header_timeout,
+         self.no_body_timeout, self.no_header_limits) = (defects.active(n) for n in self.NAMES)
         self.wedged = False  # wedged_after_bad_input: set at the first refusal, then every connection is cut
+
+    def limits(self, limits: Limits) -> Limits:
+        """The limits a connection enforces under the defects no_header_timeout (headers may trickle in
+        for ever), no_body_timeout (a declared body may stall for ever) and no_header_limits (any number
+        and size of request headers)."""
+        never, unbounded = 1e9, 1 << 40
+        if self.no_header_timeout:
+            limits = replace(limits, header_timeout_s=never)
+        if self.no_body_timeout:
+            limits = replace(limits, body_timeout_s=never)
+        if self.no_header_limits:
+            limits = replace(limits, max_headers=1 << 30, max_header_bytes=unbounded)
+        return limits
 
 
 _WIRE: "_WireDefects | None | bool" = False
@@ -106,10 +131,11 @@ def header_block(headers: list[tuple[bytes, bytes]]) -> bytes:
 
 
 class Request:
-    __slots__ = ("method", "url", "headers", "host", "body", "keep_alive")
+    __slots__ = ("method", "url", "headers", "host", "body", "keep_alive", "trace")
 
     def __init__(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]], host: bytes | None,
-                 body: bytes, keep_alive: bool):
+                 body: bytes, keep_alive: bool, trace: list[tuple[bytes, bytes]] | None = None):
+        self.trace = trace  # the CAPTURED headers the listener dropped (None: none arrived)
         self.method = method
         self.url = url
         self.headers = headers  # lowercase names, hop-by-hop removed
@@ -164,6 +190,9 @@ class ServerConnection(asyncio.Protocol):
                  admitted: bool = True, default_host: bytes | None = None):
         self._handler = handler
         self._default_host = default_host  # Host for HTTP/1.0 and 0.9 requests that have none
+        self._wire = wire = _wire_defects()
+        if wire is not None:
+            limits = wire.limits(limits)
         self._limits = limits
         # read on every header line: plain attributes, not two lookups through ``limits`` each time
         self._max_headers = limits.max_headers
@@ -177,7 +206,6 @@ class ServerConnection(asyncio.Protocol):
         self.made = False
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpRequestParser(self)
-        self._wire = wire = _wire_defects()
         if wire is not None and wire.cl_te:
             self._parser.set_dangerous_leniencies(lenient_chunked_length=True)  # the defect: TE wins over CL
         self._queue: deque[Request | _Reject] = deque()
@@ -202,6 +230,7 @@ class ServerConnection(asyncio.Protocol):
         self._expect_continue = False
         self._te: bytes | None = None
         self._cl: bytes | None = None
+        self._trace: list[tuple[bytes, bytes]] | None = None
 
     # -- transport events -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -302,7 +331,12 @@ class ServerConnection(asyncio.Protocol):
                 return  # a chunked trailer field: dropped, never a header (module docstring)
         name = name.lower()
         if name in self._drop:
-            if name == b"content-length":
+            if name in CAPTURED:  # every request between sidecars carries six of these: tested first
+                if self._trace is None:
+                    self._trace = [(name, value)]
+                else:
+                    self._trace.append((name, value))
+            elif name == b"content-length":
                 if self._cl is not None or (self._te is not None and not (self._wire and self._wire.cl_te)):
                     raise _Reject(400, b"conflicting message length")
                 self._cl = value
@@ -402,7 +436,7 @@ class ServerConnection(asyncio.Protocol):
         if self._max_headers == 0:
             self._max_headers = self._limits.max_headers  # after a chunked body (on_header)
         request = Request(self._method, self._url, self._headers, self._host,
-                          body[0] if len(body) == 1 else b"".join(body), self._keep_alive)
+                          body[0] if len(body) == 1 else b"".join(body), self._keep_alive, self._trace)
         self._reset_message()
         self._state = _DONE
         self.deadline = 0.0
@@ -480,15 +514,38 @@ class UpstreamReset(ConnectionError):
 
 
 class UpstreamProtocolError(ConnectionError):
-    """The upstream sent something that is not HTTP/1.1, or a body over the limit."""
+    """The upstream sent something that is not a valid HTTP/1.1 response: garbage, a bad status line,
+    Content-Length with Transfer-Encoding, a head or body over the limits, or an answer cut short by
+    its close. Answered :data:`INVALID_RESPONSE` (when no retry is left), never forwarded."""
+
+
+INVALID_RESPONSE = simple_reply(502, b"upstream sent an invalid response\n")  # RFC 9110 §15.6.3
 
 
 class ClientConnection(asyncio.Protocol):
     """An upstream HTTP/1.1 connection, used for one request at a time (the pool keeps it alive)."""
 
-    def __init__(self, max_body_bytes: int, on_lost: Callable[["ClientConnection"], None] | None = None):
+    # slots: past about 30 attributes CPython's shared-key instance dicts stop, and every attribute
+    # read of the hot path gets slower (measured: +0.2 µs per response at 30 attributes)
+    __slots__ = ("_loop", "_watchdog", "_stall_s", "_watched", "deadline", "_max_body", "_max_headers",
+                 "_max_header_bytes", "_feed", "_on_lost", "_parser", "_callback", "_head_only", "transport",
+                 "closed", "reusable", "idle_since", "key", "owner", "lent", "lent_at", "_reason", "_headers",
+                 "_body", "_body_len", "_status", "_in_body", "_has_length", "_raw_head", "_final_headers")
+
+    def __init__(self, max_body_bytes: int, on_lost: Callable[["ClientConnection"], None] | None = None,
+                 max_headers: int = 100, max_header_bytes: int = 64 * 1024, watchdog: Watchdog | None = None,
+                 stall_s: float = 10.0):
         self._loop = asyncio.get_running_loop()
+        # a response begun and then stalled (no byte for ``stall_s``) is failed by the watchdog; watched
+        # only once a response has spanned a read, so a warm one-read response never touches it
+        self._watchdog = watchdog
+        self._stall_s = stall_s
+        self._watched = False
+        self.deadline = 0.0  # the watchdog's; set by every read that leaves a response unfinished
         self._max_body = max_body_bytes
+        self._max_headers = max_headers  # the response's status line and headers (Limits.max_response_*)
+        self._max_header_bytes = max_header_bytes
+        self._feed = 0
         self._on_lost = on_lost
         self._parser = httptools.HttpResponseParser(self)
         self._callback: Callable[[Any], None] | None = None
@@ -511,6 +568,8 @@ class ClientConnection(asyncio.Protocol):
         self._status = 0
         self._in_body = False
         self._has_length = False
+        self._raw_head = -1  # -1: no byte of this response yet; then the bytes of the reads in which its
+        # head was still incomplete (and a close now truncates the response)
 
     def send(self, data: bytes, head_only: bool, callback: Callable[[Any], None]) -> None:
         """Write one request; ``callback`` gets the Response, or UpstreamReset / UpstreamProtocolError."""
@@ -556,9 +615,14 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
+        if self._watched:
+            self._watched = False
+            self._watchdog.watched.discard(self)
         if self._callback is not None:
             if self._in_body and not self._has_length:
                 self._finish()  # a body delimited by the close (no length, not chunked)
+            elif self._raw_head >= 0:  # an answer began and never ended: an invalid response, not a reset
+                self._deliver(UpstreamProtocolError("response truncated by the upstream's close"))
             else:
                 self._deliver(UpstreamReset(str(exc) if exc else "connection closed"))
         if self._on_lost is not None:
@@ -571,10 +635,29 @@ class ClientConnection(asyncio.Protocol):
         if self._callback is None:
             self.abort()  # bytes nobody asked for: the connection cannot be trusted any more
             return
+        self._feed = len(data)  # on_headers_complete bounds the head by it (no count per header line)
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade, UpstreamProtocolError) as exc:
             self._fail(UpstreamProtocolError(str(exc.__context__ or exc)))
+            return
+        if self._raw_head >= 0:  # a response begun and not finished by this read
+            if not self._in_body:
+                # a header line is seen only once complete (on_header): bound what builds up before that
+                self._raw_head += len(data)
+                if self._raw_head > self._max_header_bytes + 2:
+                    self._fail(UpstreamProtocolError("response headers too large"))
+                    return
+            if self._watchdog is not None:
+                self.deadline = self._loop.time() + self._stall_s
+                if not self._watched:
+                    self._watched = True
+                    self._watchdog.watched.add(self)
+
+    def on_deadline(self) -> None:
+        """The watchdog: a begun response had no byte for ``stall_s``."""
+        if self._callback is not None and self._raw_head >= 0:  # a stale deadline of an earlier one: ignored
+            self._fail(UpstreamProtocolError(f"response stalled for {self._stall_s:g} s"))
 
     def _fail(self, exc: Exception) -> None:
         self.abort()
@@ -584,6 +667,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._callback is None:
             raise UpstreamProtocolError("a response nobody asked for")
+        self._raw_head = 0
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -598,6 +682,12 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._status = self._parser.get_status_code()
+        headers = self._headers
+        if len(headers) > self._max_headers:
+            raise UpstreamProtocolError("too many response headers")
+        if self._raw_head + self._feed > self._max_header_bytes and (  # the head may be over: count it
+                len(self._reason) + sum(len(n) + len(v) + 4 for n, v in headers) > self._max_header_bytes):
+            raise UpstreamProtocolError("response headers too large")
         if not 200 <= status <= 599 and (status < 100 or status > 599 or status == 101):
             # not a status (RFC 9110 §15), or 101 though we never ask to upgrade: a broken upstream
             raise UpstreamProtocolError(f"invalid status {status}")

@@ -12,7 +12,10 @@ another trust domain, is disconnected before any request is read. Authz: a calle
 ``allowed_principals`` gets 403 ``RBAC: access denied`` and nothing reaches the app. The app sees
 ``x-forwarded-client-cert: By=<own id>;URI=<peer id>``; any incoming XFCC is removed at parse time.
 
-Defects: ``inbound_cert_optional``, ``skip_trust_domain_check``, ``spoof_xfcc`` (and, via the config,
+A TLS handshake must complete within ``Limits.header_timeout_s`` (10 s), else the connection is
+closed: garbage, a truncated ClientHello or a silent peer hold a slot no longer than that.
+
+Defects: ``inbound_cert_optional``, ``skip_trust_domain_check``, ``spoof_xfcc``, ``no_handshake_timeout`` (and, via the config,
 ``inbound_accepts_plaintext``, ``plaintext_between_sidecars``, ``ignore_authz``).
 """
 
@@ -20,18 +23,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import ssl
+from time import time as _clock
 from typing import Any
 
 from meshscenario import MtlsMode
 from meshproxy.sidecar import tls
 from meshproxy.sidecar.certs import CertificateStore
 from meshproxy.sidecar.config import ConfigStore
-from meshproxy.sidecar.http1 import HOP_BY_HOP, Reply, Request, ServerConnection, header_block, simple_reply
+from meshproxy.policy.tracecontext import Span, child, incoming, render
+from meshproxy.sidecar.http1 import (CAPTURED, HOP_BY_HOP, INVALID_RESPONSE, Reply, Request, ServerConnection, UpstreamProtocolError,
+                                     header_block, simple_reply)
 from meshproxy.sidecar.limits import ConnectionGate, Limits, Watchdog
 from meshproxy.sidecar.metrics import Metrics
 from meshproxy.sidecar.pool import ConnectFailure, UpstreamPool
+from meshproxy.sidecar.telemetry import Telemetry
 from meshproxy.defects import Defects
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,9 @@ class InboundConnection(ServerConnection):
     def __init__(self, inbound: "Inbound", *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._inbound = inbound
+        # (workload, service, principal, security) of the caller, learnt at its first request: every
+        # request of one connection comes from the same caller (telemetry.Telemetry.inbound)
+        self.source: tuple[str, str, str, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
@@ -69,8 +80,12 @@ class InboundConnection(ServerConnection):
 class Inbound:
     def __init__(self, *, own_id: str, trust_domain: str, app: tuple[str, int], config: ConfigStore,
                  certs: CertificateStore, pool: UpstreamPool, limits: Limits, watchdog: Watchdog,
-                 gate: ConnectionGate, metrics: Metrics, defects: Defects, service: str | None = None):
+                 gate: ConnectionGate, metrics: Metrics, defects: Defects, service: str | None = None,
+                 telemetry: Telemetry | None = None, rng: random.Random | None = None):
         self.own_id = own_id
+        self.telemetry = telemetry
+        self.rng = rng or random.Random()
+        self._wrong_parent = defects.active("span_wrong_parent")
         # the Host of HTTP/1.0 and 0.9 requests that have none (we forward HTTP/1.1, which needs one)
         self._default_host = service.encode() if service else None
         self.metrics = metrics
@@ -85,7 +100,10 @@ class Inbound:
         self._gate = gate
         self._defects = defects
         self._spoof_xfcc = bool(defects.active("spoof_xfcc"))
-        self._drop = HOP_BY_HOP if self._spoof_xfcc else HOP_BY_HOP | {XFCC}
+        # the TLS handshake shares the header bound; the defect no_handshake_timeout waits for ever
+        self._handshake_timeout = 1e9 if defects.active("no_handshake_timeout") else limits.header_timeout_s
+        # trace context and the caller's workload are read at parse time (Request.trace), never forwarded
+        self._drop = HOP_BY_HOP | CAPTURED if self._spoof_xfcc else HOP_BY_HOP | CAPTURED | {XFCC}
         self._loop = asyncio.get_running_loop()
         self._sock: socket.socket | None = None
 
@@ -152,7 +170,7 @@ class Inbound:
         try:  # from here on the loop owns (and closes) the socket
             await self._loop.connect_accepted_socket(
                 lambda: protocol, sock, ssl=ctx,
-                ssl_handshake_timeout=self._limits.header_timeout_s if ctx else None)
+                ssl_handshake_timeout=self._handshake_timeout if ctx else None)
         except Exception as exc:  # handshake refused: foreign CA, no certificate, garbage, plaintext
             if ctx is not None:
                 self.metrics.tls_handshake_failures += 1
@@ -192,47 +210,69 @@ class Inbound:
     # -- requests -------------------------------------------------------------------------------------
     def handle(self, req: Request, conn: ServerConnection) -> Reply | None:
         """Answer at once (403, 503) or forward and answer from the upstream's callback."""
+        t0 = _clock()  # telemetry: epoch seconds, µs resolution (uvloop's loop.time() counts whole ms)
         snap = self._config.current
         if snap is None:
-            return self._count(NOT_READY)
+            return self._done(NOT_READY, "NC", req, conn, t0, snap, None)
         if not snap.allows(conn.peer_id):
             self.metrics.authz_denied += 1
-            return self._count(DENIED)
+            return self._done(DENIED, "RBAC", req, conn, t0, snap, None)
         xfcc = conn.xfcc
         if self._spoof_xfcc and req.header(XFCC) is not None:
             xfcc = b""
+        # this hop's SERVER span under the span the caller sent; the app sees it as its parent
+        parent = incoming(req.trace)
+        span = child(parent, self.rng, snap.sampling)
+        if self._wrong_parent and parent is not None and parent.parent_id is not None:
+            span = span._replace(parent_id=parent.parent_id)  # the defect span_wrong_parent: the app's span
         body = req.body
         length = b"content-length: %d\r\n" % len(body) if body or req.method in _BODY_METHODS else b""
-        data = b"%s %s HTTP/1.1\r\n%s%s%s\r\n%s" % (req.method, req.url, header_block(req.headers), xfcc,
-                                                    length, body)
+        data = b"%s %s HTTP/1.1\r\n%s%s%s%s\r\n%s" % (req.method, req.url, header_block(req.headers), render(span),
+                                                      xfcc, length, body)
         head_only = req.method == b"HEAD"
         upstream = self._pool.take_idle(self._app_key)
         if upstream is None:
-            task = self._loop.create_task(self._connect_and_send(conn, data, head_only))
+            task = self._loop.create_task(self._connect_and_send(conn, data, head_only, req, t0, snap, span))
             conn.on_lost = task.cancel
             return None
-        self._send(conn, upstream, data, head_only)
+        self._send(conn, upstream, data, head_only, req, t0, snap, span)
         return None
 
-    def _send(self, conn: ServerConnection, upstream: Any, data: bytes, head_only: bool) -> None:
+    def _send(self, conn: ServerConnection, upstream: Any, data: bytes, head_only: bool, req: Request, t0: float,
+              snap: Any, span: Span) -> None:
+        sent_at = _clock()
+
         def answered(result: Any) -> None:
             if isinstance(result, BaseException):
-                conn.respond(self._count(APP_UNREACHABLE))
+                invalid = isinstance(result, UpstreamProtocolError)
+                conn.respond(self._done(INVALID_RESPONSE if invalid else APP_UNREACHABLE, "UPE" if invalid else "UC",
+                                        req, conn, t0, snap, span, _clock() - sent_at))
                 return
             self._pool.release(upstream)
-            conn.respond(self._count(result.render()))
+            conn.respond(self._done(result.render(), "-", req, conn, t0, snap, span, _clock() - sent_at))
 
-        conn.on_lost = upstream.abandon  # the caller went away: do not leave its answer on a pooled socket
+        def lost() -> None:  # the caller went away: do not leave its answer on a pooled socket
+            upstream.abandon()
+            self._done(None, "DC", req, conn, t0, snap, span)
+
+        conn.on_lost = lost
         upstream.send(data, head_only, answered)
 
-    async def _connect_and_send(self, conn: ServerConnection, data: bytes, head_only: bool) -> None:
+    async def _connect_and_send(self, conn: ServerConnection, data: bytes, head_only: bool, req: Request,
+                                t0: float, snap: Any, span: Span) -> None:
         try:
             upstream = await self._pool.connect(self._app_key, self._app_host, self._app_port, None, None, None, None)
         except ConnectFailure:
-            conn.respond(self._count(APP_UNREACHABLE))
+            conn.respond(self._done(APP_UNREACHABLE, "UF", req, conn, t0, snap, span))
             return
-        self._send(conn, upstream, data, head_only)
+        self._send(conn, upstream, data, head_only, req, t0, snap, span)
 
-    def _count(self, reply: Reply) -> Reply:
-        self.metrics.requests["inbound", int(reply[0][9:12])] += 1
+    def _done(self, reply: Reply | None, flags: str, req: Request, conn: ServerConnection, t0: float, snap: Any,
+              span: Span | None, upstream_s: float | None = None) -> Reply | None:
+        """Count the answer (None: the caller went away first) and report it."""
+        if reply is not None:
+            self.metrics.requests["inbound", int(reply[0][9:12])] += 1
+        if self.telemetry is not None:
+            self.telemetry.inbound(snap, req, conn, t0, reply, flags, span, forwarded=flags != "RBAC" and
+                                   flags != "NC", upstream_s=upstream_s)
         return reply

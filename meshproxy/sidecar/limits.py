@@ -3,7 +3,8 @@
 Defaults: bodies up to 16 MiB (else 413), at most 100 request headers and 64 KiB of request line plus
 headers (else 431), headers complete within 10 s of the first byte and no body stall over 10 s (else
 408), idle keep-alive connections closed after 60 s, at most 10,000 downstream connections (admin
-connections included; at most 64 of those).
+connections included; at most 64 of those). Upstream responses: at most 100 headers and 64 KiB of
+status line plus headers, and no stall over ``body_timeout_s`` once begun (else 502).
 
 Timeouts are not one timer per request: each connection publishes a ``deadline`` (loop time) and one
 sweep per ``Watchdog.period`` calls ``on_deadline()`` on the late ones. That keeps timer handles off the
@@ -32,6 +33,10 @@ class Limits:
     # the admin listener (aiohttp, meshproxy/httpguard.py): its own cap, and each one also counts in
     # max_connections (one file-descriptor budget); header and body timeouts as above
     admin_max_connections: int = 64
+    # an upstream's response (the app's, or a peer sidecar's): more headers or bytes of status line and
+    # headers than this is an invalid response, answered 502 and never forwarded (http1.ClientConnection)
+    max_response_headers: int = 100
+    max_response_header_bytes: int = 64 * 1024
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "Limits":
@@ -90,3 +95,11 @@ class ConnectionGate:
 
     def release(self) -> None:
         self.open -= 1
+
+
+class LeakingGate(ConnectionGate):
+    """The defect leak_connection_slots: a closed connection's slot is never freed, so once ``limit``
+    connections have come and gone the listeners refuse every new one."""
+
+    def release(self) -> None:
+        pass

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from meshproxy.sidecar.istio_metrics import IstioMetrics
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -22,6 +24,12 @@ class Metrics:
         self.cert_rotations = 0
         self.downstream_connections = 0
         self.upstream_connections_opened = 0
+        # the Istio- and Envoy-named series (the sidecar names its workload once it knows it)
+        self.istio = IstioMetrics("unknown", "unknown", "unknown")
+        self.spans_reported = 0
+        self.spans_dropped = 0
+        self.spans_failed = 0
+        self.access_log_lines = 0
 
     def stats(self) -> dict:
         return {
@@ -53,8 +61,13 @@ class Metrics:
             ("meshproxy_authz_denied_total", self.authz_denied),
             ("meshproxy_cert_rotations_total", self.cert_rotations),
             ("meshproxy_upstream_connections_opened_total", self.upstream_connections_opened),
+            ("meshproxy_tracing_spans_reported_total", self.spans_reported),
+            ("meshproxy_tracing_spans_dropped_total", self.spans_dropped),
+            ("meshproxy_tracing_spans_failed_total", self.spans_failed),
+            ("meshproxy_access_log_lines_total", self.access_log_lines),
         ):
             lines += [f"# TYPE {name} counter", f"{name} {value}"]
         lines += ["# TYPE meshproxy_downstream_connections gauge",
                   f"meshproxy_downstream_connections {self.downstream_connections}"]
+        lines += self.istio.prometheus()
         return "\n".join(lines) + "\n"

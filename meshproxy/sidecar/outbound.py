@@ -10,29 +10,36 @@ the outlier detector and the retry policy. The route ``Deadline`` spans all trie
 
 Answers of its own: 404 + ``x-meshproxy-no-route: 1``; fault abort + ``x-meshproxy-fault: abort``;
 503 + ``x-envoy-overloaded: true``; 503 ``no healthy upstream``; 503 ``upstream connect error or
-disconnect/reset before headers``; 504 ``upstream request timeout``.
+disconnect/reset before headers``; 502 ``upstream sent an invalid response`` (the last try's answer was
+not valid HTTP/1.1: http1.UpstreamProtocolError); 504 ``upstream request timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from time import time as _clock
 from collections.abc import Mapping
 from typing import Any, Iterator
 
 from meshproxy.policy.fault import decide_fault
+from meshproxy.policy.tracecontext import child, incoming, render
 from meshproxy.policy.retry import (CONNECT_FAILURE_OUTCOME, PER_TRY_TIMEOUT, PER_TRY_TIMEOUT_OUTCOME,
                                     RESET_OUTCOME, Outcome, RetryPolicy, response_outcome)
 from meshproxy.policy.timeout import Deadline
 from meshproxy.sidecar.certs import CertificateStore
 from meshproxy.sidecar.config import ConfigStore, Snapshot
 from meshproxy.sidecar.destinations import Destination
-from meshproxy.sidecar.http1 import HOP_BY_HOP, Reply, Request, ServerConnection, header_block, simple_reply
+from meshproxy.sidecar.http1 import (CAPTURED, HOP_BY_HOP, INVALID_RESPONSE, Reply, Request, ServerConnection, UpstreamProtocolError,
+                                     header_block, simple_reply)
 from meshproxy.sidecar.metrics import Metrics
 from meshproxy.sidecar.pool import ConnectFailure, UpstreamPool
+from meshproxy.sidecar.telemetry import Telemetry
 from meshproxy.defects import Defects
 
-DROP = HOP_BY_HOP | {b"x-envoy-attempt-count"}
+# the app's trace headers are read at parse time (Request.trace) and sent on as this hop's; a peer
+# header from the app is never trusted (the outbound sends its own)
+DROP = HOP_BY_HOP | {b"x-envoy-attempt-count"} | CAPTURED
 
 NO_ROUTE = simple_reply(404, b"no route\n", b"x-meshproxy-no-route: 1\r\n")
 NOT_READY = simple_reply(503, b"no configuration yet\n")
@@ -79,8 +86,13 @@ class _RouteTimeout(Exception):
 
 class Outbound:
     def __init__(self, config: ConfigStore, certs: CertificateStore, pool: UpstreamPool, metrics: Metrics,
-                 defects: Defects, rng: random.Random | None = None):
+                 defects: Defects, rng: random.Random | None = None, telemetry: Telemetry | None = None,
+                 workload: str = "unknown"):
         self._config = config
+        self.telemetry = telemetry
+        # Istio's metadata exchange: who calls, for the destination's reporter (built once)
+        self.peer_line = b"x-envoy-peer-metadata-id: %s\r\n" % workload.encode()
+        self._drop_trace = defects.active("drop_traceparent")  # the defect: no trace context upstream
         self._certs = certs
         self.pool = pool
         self.metrics = metrics
@@ -93,6 +105,7 @@ class Outbound:
         self.overflow = OVERFLOW if not defects.active("no_overload_marker") else \
             simple_reply(503, b"upstream connect error or disconnect/reset before headers. reset reason: overflow\n")
         self._queue_overflow = defects.active("overflow_queued")
+        self._miss_retries = defects.active("metrics_miss_retries")
         # defect "hop_delay_ms": every routed request waits this long before its first try
         self._hop_delay_s = float(defects.param("hop_delay_ms") or 0) / 1000 if defects.active("hop_delay_ms") else 0.0
         # defect "leak_per_request": this many bytes kept for good per routed request
@@ -103,15 +116,16 @@ class Outbound:
 
     def handle(self, req: Request, conn: ServerConnection) -> Reply | None:
         """Answer at once (404, abort, overflow, ...) or return None and answer through ``conn.respond``."""
+        t0 = _clock()  # telemetry: epoch seconds, µs resolution (uvloop's loop.time() counts whole ms)
         snap = self._config.current
         if snap is None:
-            return self.count(NOT_READY)
+            return self.early(snap, req, conn, t0, NOT_READY, "NC")
         routes = snap.routes
         name = routes.destination_for_host(req.host.decode("latin-1")) if req.host else None
         route = routes.match(name, req.path(), _HeaderView(req.headers)) if name else None
         if route is None:
-            return self.count(self._no_route)
-        exchange = _Exchange(self, req, conn, snap, snap.destinations[name], route)
+            return self.early(snap, req, conn, t0, self._no_route, "NR")
+        exchange = _Exchange(self, req, conn, snap, snap.destinations[name], route, t0)
         if self._leak_bytes:
             self._leaked.append(bytes(self._leak_bytes))
         if self._hop_delay_s:
@@ -122,11 +136,12 @@ class Outbound:
             decision = decide_fault(route.fault, self.rng, self.defects)
             if decision.delay_s is not None:
                 self.metrics.faults["delay"] += 1
+                exchange.delayed = True
                 timer = self.loop.call_later(decision.delay_s, exchange.after_delay, decision.abort_status)
                 conn.on_lost = timer.cancel
                 return None
             if decision.abort_status is not None:
-                return self.count(self.abort(decision.abort_status))
+                return exchange.early(self.abort(decision.abort_status), "FI")
         return exchange.run()
 
     def abort(self, status: int) -> Reply:
@@ -135,6 +150,14 @@ class Outbound:
 
     def count(self, reply: Reply) -> Reply:
         self.metrics.requests["outbound", int(reply[0][9:12])] += 1
+        return reply
+
+    def early(self, snap: Snapshot | None, req: Request, conn: ServerConnection, t0: float, reply: Reply,
+              flags: str) -> Reply:
+        """An answer of our own before any destination was chosen (not ready, no route)."""
+        self.count(reply)
+        if self.telemetry is not None:
+            self.telemetry.outbound(snap, req, conn, t0, reply, flags)
         return reply
 
     async def _connection(self, dest: Destination, endpoint: str, timeout: float | None):
@@ -171,11 +194,11 @@ def _request_id(rng: random.Random) -> bytes:
     return b"%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
-def _render(req: Request, rng: random.Random) -> tuple[bytes, bytes]:
-    """Request line and headers without the attempt count and the final blank line, and the body."""
-    extra = b""
-    if req.header(b"x-request-id") is None:
-        extra = b"x-request-id: %s\r\n" % _request_id(rng)
+def _render(req: Request, request_id: bytes | None, extra: bytes = b"") -> tuple[bytes, bytes]:
+    """Request line and headers (with ``extra`` lines, and ``request_id`` when the app sent none)
+    without the attempt count and the final blank line, and the body."""
+    if request_id is not None:
+        extra += b"x-request-id: %s\r\n" % request_id
     body = req.body
     if body or req.method in _BODY_METHODS:
         extra += b"content-length: %d\r\n" % len(body)
@@ -191,18 +214,29 @@ class _Exchange:
 
     __slots__ = ("ob", "req", "conn", "snap", "dest", "route", "policy", "deadline", "per_try", "hash_key",
                  "head", "body", "endpoint", "upstream", "timer", "task", "retrying", "counted", "done",
-                 "in_run", "answer")
+                 "in_run", "answer", "invalid", "t0", "span", "delayed", "tries", "sent_at", "upstream_s", "request_id")
 
     def __init__(self, ob: Outbound, req: Request, conn: ServerConnection, snap: Snapshot, dest: Destination,
-                 route: Any):
+                 route: Any, t0: float = 0.0):
         self.ob, self.req, self.conn, self.snap, self.dest, self.route = ob, req, conn, snap, dest, route
-        self.upstream = self.timer = self.task = self.answer = None
-        self.retrying = self.counted = self.done = self.in_run = False
+        self.upstream = self.timer = self.task = self.answer = self.span = self.endpoint = self.upstream_s = None
+        self.request_id = None
+        self.retrying = self.counted = self.done = self.in_run = self.invalid = self.delayed = False
+        self.t0, self.tries, self.sent_at = t0, 0, 0.0
+
+    def early(self, reply: Reply, flags: str) -> Reply:
+        """An answer of our own before any try (fault abort, breaker overflow): counted and reported."""
+        ob = self.ob
+        ob.count(reply)
+        if ob.telemetry is not None:
+            ob.telemetry.outbound(self.snap, self.req, self.conn, self.t0, reply,
+                                  "DI," + flags if self.delayed else flags, self.span, self.dest)
+        return reply
 
     def after_delay(self, abort_status: int | None) -> None:
         """The injected delay is over: abort now, or go on as usual."""
         self.conn.on_lost = None
-        reply = self.ob.count(self.ob.abort(abort_status)) if abort_status is not None else self.run()
+        reply = self.early(self.ob.abort(abort_status), "FI") if abort_status is not None else self.run()
         if reply is not None:
             self.conn.respond(reply)
 
@@ -214,7 +248,8 @@ class _Exchange:
                 self.conn.on_lost = timer.cancel
                 return None
             ob.metrics.pending_overflow += 1
-            return ob.count(ob.overflow)
+            dest.stats.upstream_rq_pending_overflow += 1
+            return self.early(ob.overflow, "UO")
         self.counted = True
         retries = route.retries
         self.policy = RetryPolicy(retries, ob.rng, ob.defects)
@@ -224,7 +259,13 @@ class _Exchange:
         if dest.hash_header is not None:
             value = self.req.header(dest.hash_header)
             self.hash_key = value.decode("latin-1") if value is not None else None
-        self.head, self.body = _render(self.req, ob.rng)
+        # this hop's CLIENT span (trace context parsed only when the app sent one), sent on upstream
+        span = self.span = child(incoming(self.req.trace), ob.rng, self.snap.sampling)
+        request_id = self.request_id = self.req.header(b"x-request-id")
+        if request_id is None:
+            self.request_id = _request_id(ob.rng)
+        self.head, self.body = _render(self.req, self.request_id if request_id is None else None,
+                                       ob.peer_line if ob._drop_trace else render(span) + ob.peer_line)
         self.conn.on_lost = self._cancel
         self.in_run = True
         self._attempt()
@@ -243,7 +284,7 @@ class _Exchange:
         endpoints = snap.endpoints_of(dest.name, snap.routes.pick_version(self.route, ob.rng))
         available = dest.available(endpoints)  # not ejected, not failing active health checks
         if not available:
-            self._finish(NO_HEALTHY)
+            self._finish(NO_HEALTHY, "UH")
             return
         self.endpoint = endpoint = dest.balancer.pick(available, ob.rng, self.hash_key)
         upstream = ob.pool.take_idle((endpoint, dest.use_tls))
@@ -261,7 +302,8 @@ class _Exchange:
             upstream = await ob._connection(self.dest, self.endpoint, self.deadline.remaining(ob.loop.time()))
         except _Overflow:
             ob.metrics.pending_overflow += 1
-            self._finish(ob.overflow)
+            self.dest.stats.upstream_rq_pending_overflow += 1
+            self._finish(ob.overflow, "UO")
             return
         except _RouteTimeout:
             self._timed_out()
@@ -286,6 +328,9 @@ class _Exchange:
                 return
             self.timer = ob.loop.call_later(timeout, self._try_timed_out)
         self.upstream = upstream
+        self.tries += 1
+        self.dest.stats.upstream_rq_total += 1
+        self.sent_at = _clock()
         self.dest.balancer.started(self.endpoint)
         upstream.send(b"%sx-envoy-attempt-count: %d\r\n\r\n%s" % (self.head, self.policy.attempts_made + 1, self.body),
                       self.req.method == b"HEAD", self._answered)
@@ -296,7 +341,9 @@ class _Exchange:
             self.timer = None
         upstream, self.upstream = self.upstream, None
         self.dest.balancer.finished(self.endpoint)
+        self.upstream_s = _clock() - self.sent_at
         if isinstance(result, BaseException):
+            self.invalid = isinstance(result, UpstreamProtocolError)  # the last try's failure picks the answer
             self._outcome(RESET_OUTCOME, None)
         else:
             self.ob.pool.release(upstream)
@@ -317,20 +364,28 @@ class _Exchange:
             self.retrying = False
         if dest.outlier.record(self.endpoint, outcome.status, failure=response is None):
             metrics.outlier_ejections += 1
+            dest.stats.outlier_detection_ejections_enforced_total += 1
         now = ob.loop.time()
         if self.deadline.expired(now):
             self._timed_out()
             return
         if not self.policy.should_retry(outcome) or not dest.breaker.try_start_retry():
+            # URX: the outcome was one to retry, but no retry was left (attempts or the retry breaker)
+            urx = self.policy.retriable(outcome)
             if response is not None:
-                self._finish(response.render())
+                self._finish(response.render(), "URX" if urx else "-")
             elif outcome.kind == PER_TRY_TIMEOUT:
-                self._timed_out()
+                self._timed_out("UT,URX" if urx else "UT")
+            elif outcome is RESET_OUTCOME:
+                self._finish(INVALID_RESPONSE if self.invalid else CONNECT_ERROR,
+                             ("UPE" if self.invalid else "UC") + (",URX" if urx else ""))
             else:
-                self._finish(CONNECT_ERROR)
+                self._finish(CONNECT_ERROR, "UF,URX" if urx else "UF")
             return
         self.retrying = True
         metrics.retries += 1
+        if not ob._miss_retries:  # the defect metrics_miss_retries: Envoy's retry counter misses them
+            dest.stats.upstream_rq_retry += 1
         wait = self.policy.backoff()
         remaining = self.deadline.remaining(now)
         if remaining is not None and wait >= remaining:
@@ -344,16 +399,23 @@ class _Exchange:
         self.timer = None
         self._attempt()
 
-    def _timed_out(self) -> None:
+    def _timed_out(self, flags: str = "UT") -> None:
         self.timer = None
         self.ob.metrics.timeouts += 1
-        self._finish(TIMEOUT)
+        self.dest.stats.upstream_rq_timeout += 1
+        self._finish(TIMEOUT, flags)
 
-    def _finish(self, reply: Reply) -> None:
+    def _finish(self, reply: Reply, flags: str = "-") -> None:
         if self.done:
             return
         self._release()
-        self.ob.count(reply)
+        ob = self.ob
+        ob.count(reply)
+        if ob.telemetry is not None:
+            if self.delayed:
+                flags = "DI" if flags == "-" else "DI," + flags
+            ob.telemetry.outbound(self.snap, self.req, self.conn, self.t0, reply, flags, self.span, self.dest,
+                                  self.endpoint, self.tries, self.upstream_s, self.request_id)
         if self.in_run:
             self.answer = reply
         else:
@@ -380,3 +442,6 @@ class _Exchange:
             self.upstream.abandon()
             self.dest.balancer.finished(self.endpoint)
         self._release()
+        if self.ob.telemetry is not None:  # the caller went away: no answer (code 0), Envoy's DC
+            self.ob.telemetry.outbound(self.snap, self.req, self.conn, self.t0, None, "DC", self.span, self.dest,
+                                       self.endpoint, self.tries, self.upstream_s, self.request_id)

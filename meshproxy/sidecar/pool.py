@@ -30,7 +30,7 @@ from meshproxy.policy.connecting import EWMA, INITIAL_OPEN_S, moving_average, op
 from meshproxy.sidecar import tls
 from meshproxy.sidecar.destinations import Destination
 from meshproxy.sidecar.http1 import ClientConnection
-from meshproxy.sidecar.limits import Limits
+from meshproxy.sidecar.limits import Limits, Watchdog
 from meshproxy.sidecar.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ class ConnectFailure(ConnectionError):
 
 
 class UpstreamPool:
-    def __init__(self, limits: Limits, metrics: Metrics):
+    def __init__(self, limits: Limits, metrics: Metrics, watchdog: Watchdog | None = None):
         self._loop = asyncio.get_running_loop()
+        self._watchdog = watchdog  # fails responses that stall mid-way (ClientConnection.on_deadline)
         self._limits = limits
         self._metrics = metrics
         self._idle: dict[Hashable, list[ClientConnection]] = {}
@@ -94,7 +95,9 @@ class UpstreamPool:
                    reserved: bool = False) -> ClientConnection:
         """A new connection. The caller has checked ``owner.breaker.may_open_connection()`` (and taken the
         slot already when ``reserved``)."""
-        conn = ClientConnection(self._limits.max_body_bytes, self._on_lost)
+        limits = self._limits
+        conn = ClientConnection(limits.max_body_bytes, self._on_lost, limits.max_response_headers,
+                                limits.max_response_header_bytes, self._watchdog, limits.body_timeout_s)
         conn.key = key
         conn.owner = owner
         if owner is not None and not reserved:

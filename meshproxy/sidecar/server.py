@@ -28,10 +28,12 @@ from meshproxy.sidecar.config import ConfigStore
 from meshproxy.sidecar.health import HealthProber
 from meshproxy.sidecar.http1 import ServerConnection
 from meshproxy.sidecar.inbound import Inbound
-from meshproxy.sidecar.limits import ConnectionGate, Watchdog
+from meshproxy.sidecar.limits import ConnectionGate, LeakingGate, Watchdog
+from meshproxy.sidecar.istio_metrics import IstioMetrics
 from meshproxy.sidecar.metrics import Metrics
 from meshproxy.sidecar.outbound import DROP, Outbound
 from meshproxy.sidecar.pool import UpstreamPool
+from meshproxy.sidecar.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,11 @@ class Sidecar:
         self.boot = boot
         self.defects = _defects.current() if defects is None else _defects.Defects.of(defects)
         self.metrics = Metrics()
+        self.metrics.istio = IstioMetrics(boot.workload, boot.service, boot.spiffe_id)
+        self.telemetry: Telemetry | None = None
         self.limits = boot.limits
-        self.gate = ConnectionGate(boot.limits.max_connections)
+        self.gate = (LeakingGate(int(self.defects.param("leak_connection_slots")))
+                     if self.defects.active("leak_connection_slots") else ConnectionGate(boot.limits.max_connections))
         # admin connections: a cap of their own, and each counts in the data path's gate too
         self.admin_gate = CountingGate(boot.limits.admin_max_connections, also=self.gate)
         self.certs = CertificateStore(Path(boot.work_dir), self.metrics, self.defects)
@@ -96,12 +101,15 @@ class Sidecar:
             await self._cp.join()
         self.watchdog = Watchdog(loop, self.limits)
         self.watchdog.start()
-        self.pool = UpstreamPool(self.limits, self.metrics)
-        self.outbound = Outbound(self.config, self.certs, self.pool, self.metrics, self.defects, random.Random())
+        self.pool = UpstreamPool(self.limits, self.metrics, self.watchdog)
+        rng = random.Random()  # seeded from os.urandom once; request ids, span ids, sampling, balancing
+        self.telemetry = Telemetry(b, self.metrics, self.defects, rng)
+        self.outbound = Outbound(self.config, self.certs, self.pool, self.metrics, self.defects, rng,
+                                 telemetry=self.telemetry, workload=b.workload)
         self.inbound = Inbound(own_id=b.spiffe_id, trust_domain=b.trust_domain, app=b.app_address,
                                config=self.config, certs=self.certs, pool=self.pool, limits=self.limits,
                                watchdog=self.watchdog, gate=self.gate, metrics=self.metrics,
-                               defects=self.defects, service=b.service)
+                               defects=self.defects, service=b.service, telemetry=self.telemetry, rng=rng)
         self._outbound_server = await loop.create_server(
             lambda: ServerConnection(self.outbound.handle, self.limits, self.watchdog, DROP, self.gate,
                                      admitted=False),
@@ -139,6 +147,8 @@ class Sidecar:
             except Exception as exc:
                 log.warning("deregister failed: %s", exc)
             await self._cp.close()
+        if self.telemetry is not None:
+            await self.telemetry.close()  # the access log's last lines, the spans still queued (bounded)
         if self._admin is not None:
             await self._admin.cleanup()
         if getattr(self, "pool", None) is not None:

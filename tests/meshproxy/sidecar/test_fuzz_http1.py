@@ -33,7 +33,7 @@ from sidecar_testkit import INBOUND_PORT, OUTBOUND_PORT, Kit, mesh_client_ctx, s
 
 # pool_idle_s below idle_timeout_s: the pool never reuses a connection the inbound may be closing
 LIMITS = {"header_timeout_s": 0.25, "body_timeout_s": 0.25, "idle_timeout_s": 0.25, "pool_idle_s": 0.1,
-          "max_body_bytes": 4096}
+          "max_body_bytes": 4096, "max_response_headers": 20, "max_response_header_bytes": 2048}
 TRAILER_MARK = b"x-fuzz-trailer"
 LONG_RUN = int(os.environ.get("MESHCONFORM_FUZZ_EXAMPLES", "0"))
 GOOD = b"GET /alive HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n"
@@ -299,9 +299,24 @@ response_headers = st.lists(st.tuples(
 def responses(draw) -> bytes:
     end = draw(line_ends)
     head = draw(st.sampled_from([b"HTTP/1.1 ", b"HTTP/1.0 ", b"HTTP/2 ", b"ICY "])) + draw(statuses) + end
-    head += b"".join(n + b": " + v + end for n, v in draw(response_headers)) + end
+    head += b"".join(n + b": " + v + end for n, v in draw(response_headers))
+    head += draw(st.sampled_from([b"", b"".join(b"x-pad%d: v%s" % (i, end) for i in range(25)),  # over 20
+                                  b"x-big: " + b"b" * 3000 + end]))  # over 2048 bytes
     body = draw(st.one_of(st.binary(max_size=12), chunked_bodies()))
-    return head + body
+    return head + end + body
+
+
+def _strictly_invalid(answer: bytes) -> bool:
+    """llhttp (strict) refuses ``answer`` before it completes a message, or its head is over the fuzz
+    mesh's limits."""
+    counted = _Count()
+    try:
+        httptools.HttpResponseParser(counted).feed_data(answer)
+    except httptools.HttpParserUpgrade:
+        return False
+    except httptools.HttpParserError:
+        return counted.complete == 0  # bytes after a complete response only end that connection
+    return b"x-pad24:" in answer or b"x-big:" in answer  # the padding the strategy adds to go over the limits
 
 
 @FUZZ
@@ -311,6 +326,10 @@ def responses(draw) -> bytes:
 @example(answer=b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 @example(answer=b"HTTP/1.1 101 Switching\r\n\r\n")  # found: a 101 nobody asked for was forwarded
 @example(answer=b"HTTP/1.1 999 What\r\n\r\n")  # found: a status outside 100..599 was forwarded
+@example(answer=b"HTTP/1.1 200 OK\r\n" + b"".join(b"x-pad%d: v\r\n" % i for i in range(25))  # found: forwarded
+         + b"Content-Length: 0\r\n\r\n")
+@example(answer=b"HTTP/1.1 200 OK\r\nx-big: " + b"b" * 3000 + b"\r\nContent-Length: 0\r\n\r\n")  # found: forwarded
+@example(answer=b"HTTP/1.1 204 No Content\r\n\r\n\x00")  # a valid answer, then garbage: forwarded, connection closed
 def test_http1_response_invariants(response_mesh, answer):
     mesh = response_mesh
     mesh.raw_app.answer = answer
@@ -321,4 +340,6 @@ def test_http1_response_invariants(response_mesh, answer):
         status, headers = answers[0]
         assert b"transfer-encoding" not in headers and TRAILER_MARK not in headers, (side, raw[:600])
         assert 200 <= status <= 599, (side, raw[:600])
+        if _strictly_invalid(answer):  # nothing malformed is forwarded: one 502 (or a reset's 503) of ours
+            assert status in (502, 503) and b"x-pad0" not in headers and b"x-big" not in headers, (side, raw[:600])
         assert [s for s, _ in _responses(_exchange(mesh, side, GOOD))] == [200], f"{side} stopped serving"
