@@ -80,6 +80,10 @@ class Feature(str, Enum):
     HARDENING_DUPLICATE_HOST = "HardeningDuplicateHost"  # two Host lines (or none in HTTP/1.1): 400
     HARDENING_TRAILERS = "HardeningTrailers"  # a chunked trailer never becomes a header
     HARDENING_CONNECT = "HardeningConnect"  # CONNECT refused, never tunnelled
+    HARDENING_SLOW_CLIENTS = "HardeningSlowClients"  # slowloris headers, an idle declared body: closed in a bound
+    HARDENING_CONNECTION_FLOOD = "HardeningConnectionFlood"  # 500 idle connections: still serving, slots released
+    HARDENING_TLS_GARBAGE = "HardeningTlsGarbage"  # garbage, a truncated ClientHello, plaintext at a STRICT inbound
+    HARDENING_LIMITS = "HardeningLimits"  # absurd request headers and targets: 431/414, normal large ones pass
     HARDENING_KEEPS_SERVING = "HardeningKeepsServing"  # after garbage the listener still answers
 
     @property
