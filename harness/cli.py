@@ -7,6 +7,7 @@
     meshconform compare REPORT... [--markdown FILE]                    # reports side by side
     meshconform load --mesh=NAME --users N --run-time 30s [--workers K]  # Locust through a mesh (harness/locust)
     meshconform faults serve [--listen 127.0.0.1:8474] [--owner PID]     # Toxiproxy's API (harness/faults)
+    meshconform zipkin serve [--listen 127.0.0.1:9411]                   # a Zipkin v2 collector (harness/observability)
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad input (scenario, defects, state file).
 """
@@ -21,6 +22,7 @@ from rich.console import Console
 
 from harness.faults.cli import add_faults_command
 from harness.locust.cli import add_load_command
+from harness.observability.cli import add_zipkin_command
 from meshproxy.cli import add_mesh_commands
 
 # piped output (CI logs) gets a width that fits the table instead of rich's 80-column default
@@ -43,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.set_defaults(run=_compare)
     add_load_command(sub)
     add_faults_command(sub)
+    add_zipkin_command(sub)
     return parser
 
 

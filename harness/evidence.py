@@ -20,7 +20,7 @@ import math
 from collections.abc import MutableMapping
 from typing import Any, Iterator, Mapping, Sequence
 
-PLOT_KINDS = ("bar", "hist", "cdf", "line", "timeline")
+PLOT_KINDS = ("bar", "hist", "cdf", "line", "timeline", "graph")
 
 
 def jsonable(value: Any) -> Any:
@@ -88,7 +88,9 @@ class Evidence(MutableMapping[str, Any]):
         ``bar``: ``{"labels": [...], "values": [...], "low"?: [...], "high"?: [...], "expected"?: [...]}``;
         ``hist`` and ``cdf``: ``{"values": [...]}`` or ``{"series": {name: [...]}}``, ``hist`` may add
         ``"bins"``; ``line``: ``{"x": [...], "series": {name: [...]}}``; ``timeline``: events on a time
-        axis, one row per series: ``{"series": {name: [t, ...]}}`` (e.g. arrivals per endpoint).
+        axis, one row per series: ``{"series": {name: [t, ...]}}`` (e.g. arrivals per endpoint);
+        ``graph``: a directed graph with counted edges, ``{"nodes": [...], "edges": [{"source", "target",
+        "count", "expected"?}]}`` (e.g. the service graph, harness/observability/graph.py).
         """
         if kind not in PLOT_KINDS:
             raise ValueError(f"plot kind must be one of {PLOT_KINDS}, got {kind!r}")
@@ -127,6 +129,11 @@ def _check_plot_data(kind: str, data: Mapping[str, Any]) -> None:
         numbers(data.get("values"), "values")
         if len(data.get("labels", ())) != len(data["values"]):
             raise ValueError("bar plot: labels and values must have the same length")
+    elif kind == "graph":
+        nodes = set(data.get("nodes", ()))
+        for edge in data.get("edges", ()):
+            if not {"source", "target", "count"} <= set(edge) or not {edge["source"], edge["target"]} <= nodes:
+                raise ValueError("graph plot: each edge needs source, target (both in nodes) and count")
     elif kind in ("hist", "cdf", "timeline"):
         if "series" in data:
             for name, seq in data["series"].items():

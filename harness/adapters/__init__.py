@@ -9,8 +9,10 @@ from harness.adapters.base import (
     HttpRequest,
     HttpResponse,
     Implementation,
+    MeshAccessLogs,
     MeshAdapter,
     MeshCertificates,
+    MeshMetrics,
     MeshStats,
     ProcessControl,
     WorkloadInfo,
@@ -18,5 +20,5 @@ from harness.adapters.base import (
 
 __all__ = [
     "Deployment", "HopInterposer", "MeshAttemptCount", "MeshNoRouteMarker", "HttpRequest", "HttpResponse", "Implementation", "MeshAdapter",
-    "MeshCertificates", "MeshStats", "ProcessControl", "WorkloadInfo",
+    "MeshAccessLogs", "MeshCertificates", "MeshMetrics", "MeshStats", "ProcessControl", "WorkloadInfo",
 ]

@@ -27,6 +27,8 @@ from harness.features import Feature
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from harness.observability.access_log import AccessLogRecord
+    from harness.observability.metrics import MetricsSnapshot
     from meshscenario import Scenario
 
 
@@ -162,6 +164,25 @@ class MeshNoRouteMarker(Protocol):
     """The mesh marks its own no-route answer with a documented header, ``(name, value)``."""
 
     no_route_marker: tuple[str, str]
+
+
+@runtime_checkable
+class MeshMetrics(Protocol):
+    """The mesh's request telemetry normalised (harness/observability/metrics.py): per (reporter, source
+    workload, destination workload, response code) and per destination (tries, retries, overflows,
+    ejections), cumulative since the workload's proxy started. The reference reads Istio's and Envoy's
+    series from its sidecars' ``/metrics``; a mesh reports what it can and leaves the rest at 0, which
+    a check reads as "counted nothing"."""
+
+    def request_metrics(self, workload: str) -> "MetricsSnapshot": ...
+
+
+@runtime_checkable
+class MeshAccessLogs(Protocol):
+    """The access-log records ``workload``'s proxy has written so far, in order (both directions), and
+    lines that were not records (problems). Records need ``scenario.telemetry.access_log`` on."""
+
+    def access_log(self, workload: str) -> tuple[list["AccessLogRecord"], list[str]]: ...
 
 
 @runtime_checkable

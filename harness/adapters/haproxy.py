@@ -84,7 +84,16 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
     Feature.HARDENING_DUPLICATE_HOST,
     Feature.HARDENING_TRAILERS,
     Feature.HARDENING_CONNECT,
+    # ConnectionFlood passes; SlowClients, TlsGarbage and Limits are claimed and FAIL, findings about this
+    # configuration of HAProxy 2.6: `timeout http-request 10s` closes slowloris heads but an idle declared
+    # body and a truncated ClientHello wait for `timeout client 60s` (over the check's 30 s), and absurd
+    # headers or targets get 400, not 431/414 (nothing is forwarded)
+    Feature.HARDENING_SLOW_CLIENTS,
+    Feature.HARDENING_CONNECTION_FLOOD,
+    Feature.HARDENING_TLS_GARBAGE,
+    Feature.HARDENING_LIMITS,
     Feature.HARDENING_KEEPS_SERVING,
+    Feature.ACCESS_LOGS,  # log-format JSON lines on stdout (templates/haproxy.cfg.j2, thirdparty/access_log.py)
 ], reasons={
     Feature.RETRY_BACKOFF: "HAProxy retries at once (no backoff or jitter between tries)",
     Feature.FAULT_INJECTION_DELAY: "HAProxy has no built-in action that delays a share of requests "
@@ -98,10 +107,12 @@ FEATURES = FeatureClaims.of("haproxy", supported=[
                                 "connection is up: 504 after 0.92 s (the 0.6 s TLS handshake over the hop + 0.3 s) for "
                                 "a 0.3 s timeout (MeshChaosSlowNetworkRouteTimeout fails; the per-try and "
                                 "bandwidth checks pass)",
-    Feature.METRICS: "the haproxy adapter does not implement MeshStats (HAProxy's stats socket would)",
-    Feature.TRACING: "HAProxy does not add or propagate trace headers by itself",
-    Feature.ACCESS_LOGS: "the adapter configures no access log",
-    Feature.SERVICE_GRAPH: "HAProxy exports no service-graph telemetry",
+    Feature.METRICS: "HAProxy's counters (stats socket, its Prometheus exporter) are per frontend/backend/server "
+                     "and per status class (2xx..5xx): no exact response code, and no source workload",
+    Feature.TRACING: "HAProxy 2.6 neither propagates W3C trace context nor reports spans by itself (only "
+                     "unique-id-format / Lua could, and the adapter ships neither)",
+    Feature.SERVICE_GRAPH: "HAProxy's counters do not say which workload called (no source workload label), "
+                           "so no service graph with counts follows from them",
 })
 
 
@@ -264,6 +275,9 @@ class HaproxyAdapter(ThirdPartyAdapter):
 
     def flavor(self) -> HaproxyFlavor:
         return HaproxyFlavor()
+
+    def access_log_path(self, mesh, workload: str) -> Path:
+        return mesh.component_process("sidecar", workload).log_path  # "log stdout": the process's own log
 
     def implementation(self) -> Implementation:
         version = "unknown"

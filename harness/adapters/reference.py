@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from harness.adapters.base import HttpRequest, HttpResponse, Implementation
 from harness.adapters.kit import (START_TIMEOUT_S, FeatureClaims, InterposedHop, KeepAliveClient, StateDeployment,
@@ -25,6 +25,10 @@ from harness.adapters.kit import (START_TIMEOUT_S, FeatureClaims, InterposedHop,
 from harness.features import Feature
 from meshruntime.processes import wait_until
 from meshscenario import Scenario
+
+if TYPE_CHECKING:
+    from harness.observability.access_log import AccessLogRecord
+    from harness.observability.metrics import MetricsSnapshot
 
 # The one place that says what the reference mesh does today: the features it claims. Any other
 # feature is NOT_SUPPORTED, with the reason given here or "does not claim".
@@ -40,20 +44,22 @@ FEATURES = FeatureClaims.of("reference", supported=[
     Feature.CHAOS_CONTROL_PLANE_KILL,
     Feature.LATENCY_OVERHEAD, Feature.THROUGHPUT, Feature.CONFIG_PROPAGATION, Feature.RESOURCE_USE,
     Feature.HARDENING_SMUGGLING, Feature.HARDENING_DUPLICATE_HOST, Feature.HARDENING_TRAILERS,
-    Feature.HARDENING_CONNECT, Feature.HARDENING_KEEPS_SERVING,
-], reasons={
-    Feature.ACCESS_LOGS: "the reference sidecar writes no access log",
-    Feature.SERVICE_GRAPH: "the reference mesh exports no service-graph telemetry",
-    Feature.METRICS: "the reference sidecar's counters are not yet checked against ground truth",
-    Feature.TRACING: "the reference sidecar propagates no trace context yet",
-})
+    Feature.HARDENING_CONNECT, Feature.HARDENING_SLOW_CLIENTS, Feature.HARDENING_CONNECTION_FLOOD,
+    Feature.HARDENING_TLS_GARBAGE, Feature.HARDENING_LIMITS, Feature.HARDENING_KEEPS_SERVING,
+    Feature.METRICS, Feature.TRACING, Feature.ACCESS_LOGS, Feature.SERVICE_GRAPH,
+], reasons={})
+# In containers the sidecars cannot reach the harness's Zipkin collector, which listens on loopback.
+DOCKER_UNSUPPORTED = {
+    Feature.TRACING: "in the Docker runtime the sidecars cannot reach the harness's Zipkin collector "
+                     "(it listens on the host's loopback only)",
+}
 
 
 
 
 
 class ReferenceAdapter:
-    """MeshAdapter + MeshCertificates + MeshStats + HopInterposer + EndpointMembership + ProcessControl for
+    """MeshAdapter + MeshCertificates + MeshStats + MeshMetrics + MeshAccessLogs + HopInterposer + EndpointMembership + ProcessControl for
     the reference mesh."""
 
     name = "reference"
@@ -88,12 +94,16 @@ class ReferenceAdapter:
     def supported_features(self) -> frozenset[Feature]:
         if self._runtime_unavailable():
             return frozenset()  # every check NOT_SUPPORTED, with the reason below
+        if self._runtime == "docker":
+            return FEATURES.supported - frozenset(DOCKER_UNSUPPORTED)
         return FEATURES.supported
 
     def unsupported_reason(self, feature: Feature) -> str:
         reason = self._runtime_unavailable()
         if reason:
             return f"the Docker runtime cannot run here: {reason}"
+        if self._runtime == "docker" and feature in DOCKER_UNSUPPORTED:
+            return DOCKER_UNSUPPORTED[feature]
         return FEATURES.reason(feature)
 
     def _runtime_unavailable(self) -> str | None:
@@ -162,17 +172,43 @@ class ReferenceAdapter:
     # -- MeshStats ------------------------------------------------------------------------------------
     def stats(self, workload: str) -> dict[str, Any]:
         """The sidecar's own counters (admin ``GET /stats``)."""
+        return json.loads(self._admin_get(workload, "/stats"))
+
+    def _admin_get(self, workload: str, path: str) -> bytes:
         host, _, port = self._workload_state(workload)["admin"].rpartition(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=5)
         try:
-            conn.request("GET", "/stats")
+            conn.request("GET", path)
             response = conn.getresponse()
             body = response.read()
             if response.status != 200:
-                raise RuntimeError(f"{workload} admin /stats answered {response.status}: {body[:200]!r}")
-            return json.loads(body)
+                raise RuntimeError(f"{workload} admin {path} answered {response.status}: {body[:200]!r}")
+            return body
         finally:
             conn.close()
+
+    # -- MeshMetrics ----------------------------------------------------------------------------------
+    def request_metrics(self, workload: str) -> "MetricsSnapshot":
+        """The sidecar's Istio/Envoy series (admin ``GET /metrics``), parsed by prometheus_client."""
+        from harness.observability.prometheus import parse_metrics
+
+        return parse_metrics(self._admin_get(workload, "/metrics").decode("utf-8"))
+
+    # -- MeshAccessLogs -------------------------------------------------------------------------------
+    def access_log(self, workload: str) -> tuple[list["AccessLogRecord"], list[str]]:
+        """``<work_dir>/access.log`` of the workload's sidecar. The runtimes keep every work dir under
+        ``<state_dir>/workloads/<workload>`` (the Docker runtime bind-mounts the state dir into its
+        containers), so both are read from the host."""
+        from harness.observability.access_log import parse_access_log
+
+        self._workload_state(workload)
+        path = Path(self._running().state_dir) / "workloads" / workload / "access.log"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return [], []
+        complete = text[:text.rfind("\n") + 1]  # a line still being written is read next time
+        return parse_access_log(complete.splitlines(), workload)
 
     # -- HopInterposer ----------------------------------------------------------------------------------
     def interpose(self, dest_workload: str, proxy_factory: Callable[[str], Any]) -> InterposedHop:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import uuid
+from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 from harness.adapters.base import HttpRequest, HttpResponse, Implementation
@@ -139,6 +140,25 @@ class ThirdPartyAdapter:
     def proxy_pids(self, workload: str) -> tuple[int, ...]:
         pid = self._workload(workload)["pids"]["sidecar"]
         return (pid,) if pid else ()
+
+    # -- MeshAccessLogs: JSON lines the rendered config writes (thirdparty/access_log.py) ----------------
+    def access_log_path(self, mesh: ThirdPartyMesh, workload: str) -> Path:
+        """Where ``workload``'s proxy writes its access log (a subclass says)."""
+        raise NotImplementedError
+
+    def access_log(self, workload: str) -> tuple[list[Any], list[str]]:
+        from harness.adapters.thirdparty.access_log import parse_lines
+
+        self._workload(workload)
+        mesh = self._running()
+        w = next(x for x in mesh.scenario.workloads() if x.name == workload)
+        route_retries = {r.id: r.retries for d in mesh.view(w).destinations for r in d.routes}
+        try:
+            text = self.access_log_path(mesh, workload).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return [], []
+        complete = text[:text.rfind("\n") + 1]  # a line still being written is read next time
+        return parse_lines(complete.splitlines(), workload, route_retries)
 
     # -- ProcessControl: the runtime's (meshruntime.control), shared with the reference mesh -------------
     def kill(self, component: str) -> None:

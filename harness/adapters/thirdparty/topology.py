@@ -94,6 +94,7 @@ class ProxyView:
     work_dir: str
     svid_path: str  # PEM: certificate then key (one file, so a rename swaps both at once)
     bundle_path: str
+    access_log: bool = False  # scenario.telemetry.access_log: JSON lines (thirdparty/access_log.py)
 
 
 INBOUND_PORT, OUTBOUND_PORT, ADMIN_PORT, APP_PORT = 15006, 15001, 15000, 8080
@@ -180,7 +181,8 @@ def proxy_view(scenario: Scenario, workload: Workload, *, ip: str, addresses: Ma
         known_principals=tuple(sorted({scenario.spiffe_id(s.name) for s in scenario.services} | set(authz or ())
                                       - {"*"})),
         destinations=tuple(destinations), generation=generation, work_dir=str(work_dir),
-        svid_path=str(Path(work_dir) / "svid.pem"), bundle_path=str(bundle_path))
+        svid_path=str(Path(work_dir) / "svid.pem"), bundle_path=str(bundle_path),
+        access_log=scenario.telemetry.access_log)
 
 
 
