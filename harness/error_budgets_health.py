@@ -13,7 +13,8 @@ the endpoint's arrivals in the echo's journal. Simulated per run:
   one overhead draw (the request's way) later. The check's rule: that arrival ≤ flip + ``removal_bound_s``;
 - return: back after ``healthy_threshold`` consecutive passing probes started after the echo's flip back;
   the first request for it comes at its next round-robin turn, one overhead draw later. Rules: within
-  ``return_bound_s`` and not before ``earliest_return_s`` of the flip as the harness read it.
+  ``return_bound_s`` of the control call's return (the flip one way-back draw earlier) and not before
+  ``earliest_return_s`` of the call's start (the flip one way-there draw later).
 
 The decisions applied are the checks' own (:func:`suites.health._support.removal_late_batch`,
 :func:`~suites.health._support.return_fails_batch`).
@@ -70,12 +71,18 @@ def simulate_removal(model: Model, runs: int, seed: int, hc: HealthCheck) -> dic
     return {"late": int(late.sum()), "any": int(late.sum()), "runs": runs}
 
 
-def simulate_return(model: Model, runs: int, seed: int, hc: HealthCheck, *, needed: int | None = None) -> dict[str, int]:
+def simulate_return(model: Model, runs: int, seed: int, hc: HealthCheck, *, needed: int | None = None,
+                    early_from_return: bool = False) -> dict[str, int]:
+    """``early_from_return``: judge the early rule from the control call's return, as the check did before
+    issue 14's third pass (a stall of the call's way back then makes a return look early)."""
     rng = np.random.default_rng(seed)
     d = model.overhead(rng, (runs,)) / 2
     back = _transition(model, rng, runs, hc, needed or hc.healthy_threshold, passing=True)
     first = back + rng.uniform(0.0, INSTANCES * PERIOD_S, runs) + model.overhead(rng, (runs,))
-    fails = return_fails_batch(first - d, return_bound_s(hc), earliest_return_s(hc))
+    way_there = model.overhead(rng, (runs,)) / 2  # the control call's way to the echo (drawn last: the
+    # draws before it, and so the late rule's numbers, are those of the earlier simulation)
+    fails = return_fails_batch(first - d, return_bound_s(hc), earliest_return_s(hc),
+                               None if early_from_return else first + way_there)
     totals = {k: int(v.sum()) for k, v in fails.items()}
     totals["any"] = int(np.logical_or.reduce(list(fails.values())).sum())
     totals["runs"] = runs

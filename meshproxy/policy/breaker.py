@@ -33,6 +33,8 @@ class CircuitBreaker:
         self.max_connections, self.max_pending_requests, self.max_requests = (
             2**32 - 1 if unlimited else max(0, value + delta)
             for value in (limits.max_connections, limits.max_pending_requests, limits.max_requests))
+        # defect "pending_limit_delta": max_pending_requests alone off by this much (more or fewer wait)
+        self.max_pending_requests = max(0, self.max_pending_requests + int(defects.param("pending_limit_delta", 0)))
         self.max_retries = 2**32 - 1 if unlimited or defects.active("retry_breaker_ignored") else \
             max(0, limits.max_retries + delta)
         self.connections = self.pending = self.requests = self.retries = 0

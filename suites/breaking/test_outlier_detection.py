@@ -17,11 +17,15 @@ import uuid
 from harness.checks import conformance
 from harness.features import Feature, Level, Profile
 
-from ._support import drive, judge_ejections, runs, workload
+from ._support import ALPHA_ERRORS, ERRORS, drive, judge_ejections, run_split_ns, runs, workload
 from .conftest import SCENARIO
 
 PERIOD_S = 0.005  # one request every 5 ms: a round-robin cycle of 3 endpoints is 15 ms
 TOLERANCE_S = 0.15  # return timing: traffic spacing (a cycle), the tick timer's lateness, transit
+# MeshOutlierEjection's 0.1%: the errors rule (_support.ERRORS) 0.01%, the timing rules (the upper bounds and the
+# cut of arrivals into runs at 0.9 x base_ejection_time) 0.09%; measured by harness/error_budgets_breaking.py
+# (bench/results/error_budgets_breaking-2026-12-04.md), guarded in tests/harness/test_breaking_budgets.py
+ALPHA_TIMING = 0.0009
 
 
 def _outlier(service: str):
@@ -62,7 +66,14 @@ def _timeline(evidence, times: dict[str, list[int]], t0: int, title: str) -> Non
                 f"for at least {OD.base_ejection_time * 1e3:.0f} ms and at most that + interval + "
                 f"{TOLERANCE_S * 1e3:.0f} ms, then exactly {OD.consecutive_5xx} again and an ejection of at least 2x "
                 f"(base x number of ejections, at most base x 2 + interval + {TOLERANCE_S * 1e3:.0f} ms), then traffic "
-                f"again. The lower bounds are exact; the upper ones are timing tolerances.",
+                f"again. The lower bounds are exact; the upper ones, and cutting the arrivals into runs where two are "
+                f"more than 0.9 x base_ejection_time apart, are timing rules: ≤ {ALPHA_TIMING:.2%} stated; simulated, 0 in "
+                f"100,000 runs under the quiet, loaded and wakeup models, 0.007% under the stall one (before, runs cut "
+                f"at 150 ms: 0.81%); 1.7% when 0.1% of legs stall 195 ms or more, beyond the {TOLERANCE_S * 1e3:.0f} ms "
+                f"tolerance. A run may be one arrival short per request that got no echo answer meanwhile (a reset "
+                f"on the way); errors rule ≤ {ALPHA_ERRORS:.2%} ({ERRORS.describe()}); false-fail ≤ 0.1% in all. "
+                f"Power: a mesh that ejects at the 4th 5xx (eject_late), never un-ejects or does not multiply the "
+                f"ejection time fails every simulated or live run (exact rules).",
     features=[Feature.OUTLIER_DETECTION, Feature.HEALTH_CHECK_PASSIVE], profile=Profile.RESILIENCE,
     level=Level.CORE)
 def test_outlier_ejection(mesh, breaking_mesh, evidence):
@@ -86,20 +97,33 @@ def measure_outlier_ejection(mesh, breaking_mesh, evidence) -> list[str]:
     evidence.samples = len(sent)
     evidence["arrivals_per_endpoint"] = {w: len(ts) for w, ts in times.items()}
     evidence["statuses"] = {str(s): sum(1 for x in sent if x.status == s) for s in {x.status for x in sent}}
-    found = runs(times[bad], int(min(OD.base_ejection_time, OD.interval) / 2 * 1e9))
+    found = runs(times[bad], run_split_ns(OD.base_ejection_time))
     evidence["failing_endpoint_runs"] = [len(r) for r in found]
     evidence["ejection_gaps_ms"] = [round((b[0] - a[-1]) / 1e6, 1) for a, b in zip(found, found[1:])]
     for i, gap in enumerate(evidence["ejection_gaps_ms"][:2]):
         evidence.measure(f"ejection_{i + 1}", gap / 1e3, unit="s")
     if sent:
         _timeline(evidence, times, sent[0].sent_ns, "outlier ejection: arrivals per endpoint (first one failing)")
+    errors = [s for s in sent if s.endpoint is None and (s.status is None or s.status >= 500)]
     problems = judge_ejections(times[bad], end_ns, consecutive_5xx=OD.consecutive_5xx,
                                base_s=OD.base_ejection_time, interval_s=OD.interval,
-                               max_ejection_s=OD.max_ejection_time, tolerance_s=TOLERANCE_S)
-    others = [s for s in sent if s.endpoint != bad and s.status != 200]
-    if others:
-        problems.append(f"{len(others)} requests not answered by the failing endpoint still failed "
-                        f"(statuses {sorted({str(s.status) for s in others})})")
+                               max_ejection_s=OD.max_ejection_time, tolerance_s=TOLERANCE_S,
+                               errors_ns=[s.sent_ns for s in errors])
+    return problems + judge_answers(sent, bad)
+
+
+def judge_answers(sent, bad: str) -> list[str]:
+    """Every request not answered by the failing endpoint is the echo's 200, but for errors (no answer, or a
+    5xx of the mesh's own: a reset on a busy machine), which the errors rule tolerates up to its rate."""
+    errors = [s for s in sent if s.endpoint is None and (s.status is None or s.status >= 500)]
+    erred = {id(s) for s in errors}
+    wrong = [s for s in sent if s.endpoint != bad and s.status != 200 and id(s) not in erred]
+    problems = []
+    if wrong:
+        problems.append(f"{len(wrong)} requests not answered by the failing endpoint still failed "
+                        f"(statuses {sorted({str(s.status) for s in wrong})})")
+    if ERRORS.exceeded(len(errors), len(sent)):
+        problems.append(f"requests not answered by an echo: errors rule: {ERRORS.verdict(len(errors), len(sent))}")
     return problems
 
 
@@ -112,7 +136,9 @@ CAP_REQUESTS = 60
                 f"{CAP.max_ejection_percent} < 100 x 2/3), 2 of them answering 503, consecutive_5xx="
                 f"{CAP.consecutive_5xx}, {CAP_REQUESTS} sequential requests: exactly one failing endpoint is ejected (it "
                 f"gets exactly {CAP.consecutive_5xx} arrivals, none after), the other keeps getting traffic to the end "
-                f"(an arrival among the last 6 requests and at least 10 in all). Deterministic.",
+                f"(an arrival among the last 6 requests and at least 10 in all). Deterministic: no timing rule, counts of "
+                f"sequential requests (a request lost on the way changes one arrival; the margins are several); a mesh "
+                f"that ignores the cap ejects both and fails every run.",
     features=[Feature.OUTLIER_DETECTION], profile=Profile.RESILIENCE, level=Level.CORE)
 def test_max_ejection_percent(mesh, breaking_mesh, evidence):
     problems = measure_max_ejection_percent(mesh, breaking_mesh, evidence)
@@ -153,7 +179,9 @@ CAP_DEFAULT_REQUESTS = 30
     description=f"Envoy's default max_ejection_percent={CAP_DEFAULT.max_ejection_percent} on 3 endpoints with "
                 f"always_eject_one_host off (Envoy >= 1.31: no 'at least one host'): 1 endpoint answering 503, "
                 f"{CAP_DEFAULT_REQUESTS} sequential requests: it is never ejected (it gets every third request, at least "
-                f"{CAP_DEFAULT_REQUESTS // 3 - 1}, among them one of the last 6). Deterministic.",
+                f"{CAP_DEFAULT_REQUESTS // 3 - 1}, among them one of the last 6). Deterministic: no timing rule; of its "
+                f"{CAP_DEFAULT_REQUESTS // 3} requests two lost on the way (at the errors rule's tolerated 0.1%) "
+                f"happen in 0.0045% of runs (exact binomial); a mesh that ignores the cap fails every run.",
     features=[Feature.OUTLIER_DETECTION], profile=Profile.RESILIENCE, level=Level.EXTENDED)
 def test_cap_ejects_none(mesh, breaking_mesh, evidence):
     problems = measure_cap_ejects_none(mesh, breaking_mesh, evidence)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 
-from suites.breaking._support import Answer, Step, judge_admission, judge_ejections, judge_retry_bursts, \
-    levels_for, max_overlap, runs, sweep_rows
+from suites.breaking._support import Answer, Step, judge_admission, judge_ejections, judge_pending_wait, \
+    judge_retry_bursts, levels_for, max_overlap, runs, sweep_rows, waits_ms
 
 MS = 1_000_000
 HOLD = 200.0
@@ -89,14 +89,43 @@ def test_missing_marker_and_other_statuses_fail():
     unmarked = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 4, marker=False)), 4)
     assert any("lacked the overload marker" in p for p in unmarked)
     bad_gateway = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 4, marker=False, status=502)), 4)
-    assert any("neither the echo's 200 nor a 503" in p for p in bad_gateway)
-    assert not any("queued instead" in p for p in bad_gateway)  # it did reject, with the wrong answer
+    assert any("errors rule" in p for p in bad_gateway)  # many 5xx of the mesh's own: beyond the errors rule
+    not_found = _judge(*_sweep(4, over_answers=lambda level: _overflow(level, 4, marker=False, status=404)), 4)
+    assert any("neither the echo's 200 nor a 503" in p for p in not_found)
+    assert not any("queued instead" in p for p in not_found)  # it did reject, with the wrong answer
 
 
-def test_pending_bound_on_accepted_latency():
-    steps, arrivals = _sweep(2, over_answers=lambda level: _ok(level, 2, latency_ms=3 * HOLD))
-    problems = _judge(steps, arrivals, 2, reject_above=4, max_ok_latency_ms=2.5 * HOLD)
-    assert any("more requests waited than the pending limit allows" in p for p in problems)
+def test_one_stray_reset_or_unmarked_503_is_inside_the_errors_rule():
+    for status in (None, 503, 502):
+        stray = lambda level, status=status: _overflow(level, 19) + _overflow(level, 1, marker=False, status=status)  # noqa: E731
+        steps, arrivals = _sweep(4, over_answers=lambda level: stray(level) if level == 16 else _overflow(level, 20))
+        assert _judge(steps, arrivals, 4) == [], status
+    # at the limit a reset is not a rejection either
+    steps, arrivals = _sweep(4)
+    steps[1].answers[0] = Answer(4, 0, 5 * MS, None, False, False)
+    assert _judge(steps, arrivals, 4) == []
+
+
+def _waits(waits_ms, level=8):
+    answers = [Answer(level, 0, int((w + HOLD + 2) * MS), 200, False, True, "k", f"r{i}") for i, w in enumerate(waits_ms)]
+    arrivals = [{"t_ns": int(w * MS), "in_flight": 1, "headers": {"X-Meshconform-Request": f"r{i}"}}
+                for i, w in enumerate(waits_ms)]
+    return [Step(level, 0, 10_000 * MS, answers)], arrivals
+
+
+def test_pending_wait_rule_tolerates_a_few_stalls_not_one_more_waiting():
+    kw = dict(max_wait_ms=1.5 * HOLD, allowed=4, hold_ms=HOLD, pending=2, connections=2)
+    assert judge_pending_wait(*_waits([5, 120, 210, 4 * HOLD, 5 * HOLD, 350, 301]), **kw) == []  # 4 long: allowed
+    problems = judge_pending_wait(*_waits([5, 120, 210] + [2 * HOLD] * 5), **kw)
+    assert len(problems) == 1 and "more requests waited than max_pending_requests 2 allows" in problems[0]
+    steps, arrivals = _waits([5, 10])
+    missing = judge_pending_wait(steps, arrivals[:1], **kw)
+    assert len(missing) == 1 and "no arrival with their x-meshconform-request" in missing[0]
+
+
+def test_waits_are_journal_arrival_less_send():
+    steps, arrivals = _waits([12.5, 250.0])
+    assert waits_ms(steps, arrivals) == ([12.5, 250.0], 0)
 
 
 def test_max_overlap_is_exact_at_the_window_edge():
@@ -110,7 +139,7 @@ def _burst_arrivals(level, retried, t0, hold_ms=300.0):
     answers, arrivals = [], {}
     for i in range(level):
         key = f"{t0}-{i}"
-        answers.append(Answer(level, 0, 1, 200 if i < retried else 503, False, i < retried, key))
+        answers.append(Answer(level, 0, 1, 200 if i < retried else 503, False, True, key))  # the echo's 503
         first = {"t_ns": t0 + i * MS}
         arrivals[key] = [first] + ([{"t_ns": t0 + 5 * MS + i * MS}] if i < retried else [])
     return answers, arrivals
@@ -129,6 +158,21 @@ def test_retry_bursts():
     assert any("retries over max_retries were attempted" in p for p in judge([(1, 1), (2, 2), (4, 3), (8, 8)]))
     assert any("only 1 of 2 requests were retried" in p for p in judge([(1, 1), (2, 1), (4, 1), (8, 1)]))
     assert any("no request was retried at all" in p for p in judge([(1, 1), (2, 2), (4, 0), (8, 2)]))
+
+
+def test_a_reset_in_a_retry_burst_is_the_errors_rule_s():
+    bursts, arrivals = {}, {}
+    for k, (level, retried) in enumerate([(1, 1), (2, 2), (4, 2), (8, 2)]):
+        answers, arr = _burst_arrivals(level, retried, k * 1_000 * MS)
+        bursts[level] = answers
+        arrivals.update(arr)
+    first = bursts[2][0]
+    bursts[2][0] = Answer(2, 0, 1, None, False, False, first.key)  # reset on its way back, after its retry
+    assert judge_retry_bursts(bursts, arrivals, max_retries=2, hold_ms=300.0) == []
+    for level in (4, 8):
+        bursts[level] = [Answer(level, 0, 1, None, False, False, a.key) for a in bursts[level]]
+    problems = judge_retry_bursts(bursts, arrivals, max_retries=2, hold_ms=300.0)
+    assert any("errors rule" in p for p in problems)
 
 
 def _failing_endpoint(gaps_s, *, per_run=3, cycle_s=0.015, tail=3):
@@ -166,6 +210,26 @@ def test_ejection_failures_are_named():
     assert any("not ejected after 3 consecutive 5xx" in p for p in _eject(times, times[-1]))
     times, end = _failing_endpoint([1.2, 1.3])
     assert any("ejection 1 lasted 1200 ms > 1050 ms" in p for p in _eject(times, end))
+
+
+def test_a_run_one_short_passes_only_with_a_lost_request_in_it():
+    times, end = _failing_endpoint([0.7, 1.3])
+    short = times[:2] + times[3:]  # the run's 3rd 5xx never reached the echo (a reset on the way)
+    assert any("came after 2 consecutive 5xx" in p for p in _eject(short, end))
+    lost_at = times[2]
+    assert judge_ejections(short, end, consecutive_5xx=3, base_s=0.6, interval_s=0.3, max_ejection_s=300.0,
+                           tolerance_s=0.15, errors_ns=[lost_at]) == []
+    # a lost request never excuses a run that is too long (ejected late)
+    times, end = _failing_endpoint([0.7, 1.3], per_run=4)
+    assert any("came after 4" in p for p in judge_ejections(times, end, consecutive_5xx=3, base_s=0.6, interval_s=0.3,
+                                                             max_ejection_s=300.0, tolerance_s=0.15,
+                                                             errors_ns=[times[1]]))
+
+
+def test_a_stall_inside_a_run_does_not_cut_it():
+    times, end = _failing_endpoint([0.7, 1.3])
+    stalled = times[:1] + [t + 400_000_000 for t in times[1:]]  # 400 ms stall after the first arrival
+    assert not any("consecutive" in p for p in _eject(stalled, end + 400_000_000))
 
 
 def test_runs_split_on_long_gaps():

@@ -160,6 +160,29 @@ def test_timing_guard_catches_a_rate_above_the_claim():
     assert totals["any"] > guard_threshold(100_000, 2 * ALPHA_TIMING)
 
 
+def test_restore_timing_holds_its_claim_when_0_1_percent_of_requests_stall_195_ms():
+    """issue 14: with 0.1% of requests, probes and control calls stalled 195 ms + Exponential(50 ms) the restore
+    check was at 0.104% against 0.1%: the early rule, judged from the flip call's return, failed a correct
+    mesh when the call's way back stalled. Judged from the call's start it cannot; the timing rules together
+    stay under their 0.09% share itself (not just 1.5 x: the old rule was only just over it)."""
+    from harness.error_budgets import DELAY_MODELS
+    model = DELAY_MODELS["late0.1"]
+    back = simulate_return(model, TIMING_RUNS, 20261205, HC)
+    out = simulate_removal(model, TIMING_RUNS, 20261206, HC)
+    print(f"late0.1 return {back}, removal {out}")
+    assert back["early"] == 0
+    assert back["any"] + out["any"] <= ALPHA_TIMING * TIMING_RUNS
+
+
+def test_the_restore_guard_fails_the_old_early_rule():
+    from harness.error_budgets import DELAY_MODELS
+    model = DELAY_MODELS["late0.1"]
+    old = simulate_return(model, TIMING_RUNS, 20261205, HC, early_from_return=True)
+    out = simulate_removal(model, TIMING_RUNS, 20261206, HC)
+    assert old["early"] > 100
+    assert old["any"] + out["any"] > ALPHA_TIMING * TIMING_RUNS
+
+
 def test_one_pass_back_is_caught_by_the_simulated_rule():
     totals = simulate_return(MODELS["stall"], 100_000, 7, HC, needed=1)
     assert totals["early"] >= 0.99 * 100_000
@@ -180,3 +203,16 @@ def test_return_within_the_bounds_passes_and_late_early_or_never_fails():
     assert len(early) == 1 and "too early" in early[0] and "healthy_threshold=3" in early[0]
     never = judge_return([FLIP - S], back_ns=FLIP, end_ns=FLIP + 2 * S, **bounds)
     assert len(never) == 1 and "never got traffic again" in never[0]
+
+
+def test_the_early_rule_counts_from_the_flip_call_s_start_and_the_late_rule_from_its_return():
+    bounds = {"bound_s": return_bound_s(HC), "earliest_s": earliest_return_s(HC), "healthy_threshold": 3}
+    # the call's way back stalled 250 ms: 0.3 s after its return is 0.55 s after it was sent, not early
+    asked, back = FLIP - int(0.25 * S), FLIP
+    assert judge_return([FLIP + int(0.3 * S)], back_ns=back, asked_ns=asked, end_ns=FLIP + 2 * S, **bounds) == []
+    early = judge_return([FLIP + int(0.2 * S)], back_ns=back, asked_ns=FLIP - int(0.1 * S), end_ns=FLIP + 2 * S,
+                         **bounds)
+    assert len(early) == 1 and "too early" in early[0] and "300 ms" in early[0]
+    late = judge_return([FLIP + int((bounds["bound_s"] + 0.05) * S)], back_ns=back, asked_ns=asked,
+                        end_ns=FLIP + 3 * S, **bounds)
+    assert len(late) == 1 and "came back late" in late[0]

@@ -33,6 +33,13 @@ def test_limits_one_too_low_fail_every_breaker_check(tmp_path):
     assert_fails(entries["MeshCircuitBreakerMaxRetries"], "only 1 of 2 requests were retried")
 
 
+def test_one_more_pending_fails_the_pending_check_by_its_waits(tmp_path):
+    # connections right, so only the waits (send -> arrival at the echo) can tell: the third waits two holds
+    entries = judge(tmp_path, SUITE, ["MeshCircuitBreakerMaxPendingRequests"], {"pending_limit_delta": 1})
+    assert_fails(entries["MeshCircuitBreakerMaxPendingRequests"], "waited longer than 300 ms",
+                 "more requests waited than max_pending_requests 2 allows")
+
+
 def test_overflow_queued_fails_the_rejecting_checks(tmp_path):
     entries = judge(tmp_path, SUITE, BREAKERS[:1], {"overflow_queued": True})
     assert_fails(entries["MeshCircuitBreakerMaxRequests"], "overflow queued instead of rejected")

@@ -68,3 +68,12 @@ def test_stats_report_counts_and_overflows():
     breaker.try_start_request()
     stats = breaker.stats()
     assert stats["requests"] == 1 and stats["rq_overflow"] == 1 and stats["max_requests"] == 1
+
+
+def test_pending_limit_delta_moves_only_the_pending_limit():
+    from meshproxy.defects import Defects
+    limits = Limits(max_connections=2, max_pending_requests=2, max_requests=9, max_retries=1)
+    breaker = CircuitBreaker(limits, Defects({"pending_limit_delta": 1}))
+    assert (breaker.max_connections, breaker.max_pending_requests, breaker.max_requests,
+            breaker.max_retries) == (2, 3, 9, 1)
+    assert CircuitBreaker(limits, Defects({"pending_limit_delta": -5})).max_pending_requests == 0
